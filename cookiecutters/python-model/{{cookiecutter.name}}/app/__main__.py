@@ -1,0 +1,59 @@
+"""``python -m app``: check and load the model, then serve it with gunicorn or waitress.
+
+The model is loaded here, before the server forks its workers (gunicorn's ``preload``), so
+every worker shares the loaded pipeline's memory and a bad artifact stops start-up with one
+line instead of a crash loop of worker tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+
+
+def _one_thread_per_worker() -> None:
+    # One worker per CPU already uses every core; BLAS/OpenMP threads on top only contend.
+    # Must happen before numpy/xgboost are imported.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _multiprocess_metrics_dir() -> None:
+    # prometheus_client reads this at import; each run starts from an empty folder.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="metrics-")
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        os.remove(os.path.join(directory, name))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def main() -> int:
+    _one_thread_per_worker()
+    _multiprocess_metrics_dir()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from app.model import ArtifactError, load_model
+    from app.predict import ModelMismatch
+    from app.service import create_app
+    from app.settings import from_env
+
+    settings = from_env()
+    try:
+        model = load_model(settings.model_path, settings.model_sha256, settings.contract["artifact"]["format"])
+        application = create_app(
+            model, settings.contract, max_request_bytes=settings.max_request_bytes, sha256=settings.model_sha256
+        )
+    except (ArtifactError, ModelMismatch) as err:
+        print(f"{settings.contract['name']}: {err}", file=sys.stderr)
+        return 3
+
+    from app.servers import serve
+
+    serve(application, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Request bodies → a checked pandas DataFrame, or a ``BadRequest`` naming the column and row.
+
+Accepts MLflow's scoring-server payloads (``dataframe_split``, ``dataframe_records``,
+``instances``/``inputs``), a bare list of records, one record, and CSV with a header row.
+Values are checked in plain Python before pandas sees them, so a bad cell is reported as
+"column X, row N" instead of surfacing later as an obscure error from inside the pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+WRAPPERS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+class BadRequest(Exception):
+    """Input the service refuses; becomes ``{"error": {...}}`` with ``status``."""
+
+    def __init__(self, message: str, *, status: int = 400, column: str | None = None, row: int | None = None):
+        super().__init__(message)
+        self.message, self.status, self.column, self.row = message, status, column, row
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "column": self.column, "row": self.row}}
+
+
+class Column:
+    """One declared input column and the rule for its values."""
+
+    __slots__ = ("name", "type", "nullable", "categories", "strict")
+
+    def __init__(self, spec: dict[str, Any]):
+        self.name: str = spec["name"]
+        self.type: str = spec["type"]
+        self.nullable: bool = spec.get("nullable", False)
+        self.categories = frozenset(spec["categories"]) if spec.get("categories") else None
+        self.strict: bool = bool(spec.get("strict")) and self.categories is not None
+
+    def bad(self, row: int, message: str) -> BadRequest:
+        return BadRequest(f"column {self.name!r}, row {row}: {message}", column=self.name, row=row)
+
+    def null(self, row: int) -> None:
+        if not self.nullable:
+            raise self.bad(row, "null is not allowed (column is not nullable)")
+
+    # ---- JSON values
+
+    def from_json(self, values: list[Any]) -> np.ndarray:
+        check = getattr(self, f"_json_{self.type}")
+        return check(values)
+
+    def _json_number(self, values: list[Any]) -> np.ndarray:
+        for i, v in enumerate(values):
+            t = type(v)
+            if t is float:
+                if not math.isfinite(v):
+                    raise self.bad(i, f"{v} is not a finite number")
+            elif t is not int:
+                if v is None:
+                    self.null(i)
+                else:
+                    raise self.bad(i, f"{_show(v)} is not a number")
+        return np.array(values, dtype=np.float64)  # None becomes NaN, which the pipeline imputes
+
+    def _json_integer(self, values: list[Any]) -> np.ndarray:
+        has_null = False
+        for i, v in enumerate(values):
+            t = type(v)
+            if t is int:
+                continue
+            if t is float and v.is_integer():
+                values[i] = int(v)
+            elif v is None:
+                self.null(i)
+                has_null = True
+            else:
+                raise self.bad(i, f"{_show(v)} is not an integer")
+        # int64 like the training frame; a column with missing values can only be float.
+        return np.array(values, dtype=np.float64 if has_null else np.int64)
+
+    def _json_string(self, values: list[Any]) -> np.ndarray:
+        strict, known = self.strict, self.categories
+        out = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values):
+            if type(v) is str:
+                if strict and v not in known:
+                    raise self.bad(i, f"{v!r} is not a known category (allowed: {', '.join(sorted(known))})")
+                out[i] = v
+            elif v is None:
+                self.null(i)
+                out[i] = np.nan  # scikit-learn's imputers look for NaN, not None
+            else:
+                raise self.bad(i, f"{_show(v)} is not a string")
+        return out
+
+    def _json_boolean(self, values: list[Any]) -> np.ndarray:
+        has_null = False
+        for i, v in enumerate(values):
+            if type(v) is bool:
+                continue
+            if v is None:
+                self.null(i)
+                has_null = True
+            else:
+                raise self.bad(i, f"{_show(v)} is not true or false")
+        if has_null:
+            return np.array([np.nan if v is None else v for v in values], dtype=object)
+        return np.array(values, dtype=bool)
+
+    # ---- CSV cells (strings; an empty cell is null)
+
+    def from_csv(self, cells: list[str]) -> np.ndarray:
+        if self.type == "string":
+            return self._json_string([c if c != "" else None for c in cells])
+        convert = _CSV_CONVERTERS[self.type]
+        values: list[Any] = []
+        for i, cell in enumerate(cells):
+            if cell == "":
+                values.append(None)
+                continue
+            try:
+                values.append(convert(cell))
+            except ValueError:
+                raise self.bad(i, f"{cell!r} is not a{'n' if self.type == 'integer' else ''} {self.type}") from None
+        return self.from_json(values)
+
+
+def _csv_bool(cell: str) -> bool:
+    lowered = cell.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ValueError(cell)
+
+
+def _csv_number(cell: str) -> float:
+    value = float(cell)
+    return value if math.isfinite(value) else _raise(cell)
+
+
+def _csv_integer(cell: str) -> int | float:
+    try:
+        return int(cell)
+    except ValueError:
+        value = float(cell)  # "2007.0" is fine, "2007.5" is not
+        if value.is_integer():
+            return int(value)
+        raise
+
+
+def _raise(cell: str) -> float:
+    raise ValueError(cell)
+
+
+_CSV_CONVERTERS = {"number": _csv_number, "integer": _csv_integer, "boolean": _csv_bool}
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class InputSchema:
+    """The declared input columns; turns any accepted payload into a DataFrame."""
+
+    def __init__(self, columns: list[dict[str, Any]]):
+        self.columns = [Column(c) for c in columns]
+        self.names = [c.name for c in self.columns]
+        self._nameset = frozenset(self.names)
+
+    # ---- JSON
+
+    def from_json(self, body: bytes) -> pd.DataFrame:
+        if not body.strip():
+            raise BadRequest("empty body: send rows as JSON (see /openapi.json)")
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise BadRequest(f"body is not valid JSON: {err}") from None
+        if isinstance(doc, list):
+            return self._records(doc, "body")
+        if not isinstance(doc, dict):
+            raise BadRequest("JSON body must be an object or a list of records")
+        wrappers = [k for k in WRAPPERS if k in doc]
+        if not wrappers:
+            return self._records([doc], "body")  # one record
+        if len(doc) > 1:
+            extra = sorted(k for k in doc if k != wrappers[0])
+            raise BadRequest(f"unexpected field(s) next to {wrappers[0]!r}: {', '.join(extra)}")
+        key = wrappers[0]
+        if key == "dataframe_split":
+            return self._split(doc[key])
+        return self._records(doc[key], key)
+
+    def _records(self, records: Any, where: str) -> pd.DataFrame:
+        if not isinstance(records, list) or not records:
+            raise BadRequest(f"{where} must be a non-empty list of rows")
+        if isinstance(records[0], list):  # "instances": [[...], ...] in input column order
+            return self._rows(records, self.names)
+        names, nameset, width = self.names, self._nameset, len(self.names)
+        for i, rec in enumerate(records):
+            if type(rec) is not dict:
+                raise BadRequest(f"row {i}: expected an object of column: value", row=i)
+            if len(rec) != width or not nameset.issuperset(rec):
+                self._explain_columns(set(rec), i)
+        return self._frame({n: [rec[n] for rec in records] for n in names}, self.columns)
+
+    def _split(self, split: Any) -> pd.DataFrame:
+        if not isinstance(split, dict) or not isinstance(split.get("data"), list):
+            raise BadRequest("dataframe_split must be an object with 'columns' and 'data'")
+        extra = sorted(set(split) - {"columns", "data", "index"})
+        if extra:
+            raise BadRequest(f"unexpected field(s) in dataframe_split: {', '.join(extra)}")
+        columns = split.get("columns", self.names)
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise BadRequest("dataframe_split.columns must be a list of column names")
+        self._check_header(columns)
+        if not split["data"]:
+            raise BadRequest("dataframe_split.data must be a non-empty list of rows")
+        return self._rows(split["data"], columns)
+
+    def _rows(self, rows: list[Any], columns: list[str]) -> pd.DataFrame:
+        self._check_header(columns)
+        width = len(columns)
+        for i, row in enumerate(rows):
+            if type(row) is not list or len(row) != width:
+                got = f"{len(row)} values" if isinstance(row, list) else "not a list"
+                raise BadRequest(f"row {i}: expected a list of {width} values ({', '.join(columns)}), got {got}", row=i)
+        position = {name: j for j, name in enumerate(columns)}
+        return self._frame({n: [row[position[n]] for row in rows] for n in self.names}, self.columns)
+
+    # ---- CSV
+
+    def from_csv(self, body: bytes) -> pd.DataFrame:
+        if not body.strip():
+            raise BadRequest("empty body: send a header row and at least one data row")
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise BadRequest(f"CSV body is not UTF-8: {err}") from None
+        try:
+            table = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        except csv.Error as err:
+            raise BadRequest(f"body is not valid CSV: {err}") from None
+        table = [r for r in table if r]  # a trailing newline gives an empty row
+        header, rows = table[0], table[1:]
+        header = [h.strip() for h in header]
+        self._check_header(header)
+        if not rows:
+            raise BadRequest("CSV body has a header but no data rows")
+        width = len(header)
+        for i, row in enumerate(rows):
+            if len(row) != width:
+                raise BadRequest(f"row {i}: has {len(row)} fields, the header has {width}", row=i)
+        position = {name: j for j, name in enumerate(header)}
+        arrays = {}
+        for col in self.columns:
+            j = position[col.name]
+            arrays[col.name] = col.from_csv([row[j] for row in rows])
+        return pd.DataFrame(arrays, columns=self.names)
+
+    # ---- shared
+
+    def _frame(self, values: dict[str, list[Any]], columns: list[Column]) -> pd.DataFrame:
+        return pd.DataFrame({c.name: c.from_json(values[c.name]) for c in columns}, columns=self.names)
+
+    def _check_header(self, header: list[str]) -> None:
+        if len(set(header)) != len(header):
+            dup = next(h for h in header if header.count(h) > 1)
+            raise BadRequest(f"column {dup!r} appears more than once", column=dup)
+        if set(header) != self._nameset:
+            self._explain_columns(set(header), None)
+
+    def _explain_columns(self, given: set[str], row: int | None) -> None:
+        at = f"row {row}: " if row is not None else ""
+        missing = [n for n in self.names if n not in given]
+        if missing:
+            raise BadRequest(f"{at}missing column {missing[0]!r}", column=missing[0], row=row)
+        extra = sorted(given - self._nameset)
+        raise BadRequest(
+            f"{at}unknown column {extra[0]!r} (expected: {', '.join(self.names)})", column=extra[0], row=row
+        )

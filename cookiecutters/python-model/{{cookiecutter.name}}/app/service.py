@@ -1,0 +1,148 @@
+"""The HTTP contract: /invocations, /ping, /metadata, /schema, /openapi.json, /metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import platform
+import time
+from importlib import metadata
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from app import metrics
+from app.openapi import document, input_schema, output_schema
+from app.payload import BadRequest, InputSchema
+from app.predict import predictor_for
+
+log = logging.getLogger("app")
+
+JSON = "application/json"
+CSV = "text/csv"
+
+
+def create_app(model: Any, contract: dict[str, Any], *, max_request_bytes: int, sha256: str) -> Flask:
+    """The Flask application serving ``model``; everything per-request is prepared here, once."""
+    app = Flask("app")
+    app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
+    schema = InputSchema(contract["columns"])
+    predictor = predictor_for(model, contract["output"])
+    static = {
+        "metadata": _encode(_metadata(contract, sha256)),
+        "schema": _encode({"input": input_schema(contract), "output": output_schema(contract)}),
+        "openapi": _encode(document(contract)),
+        "ping": _encode({"status": "ok"}),
+    }
+    metrics.MODEL_INFO.labels(contract["name"], contract["version"], sha256).set(1)
+    requests_total, latency, rows_total = metrics.REQUESTS, metrics.LATENCY, metrics.ROWS
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        started = time.perf_counter()
+        status = 200
+        try:
+            mediatype = (request.mimetype or "").lower()
+            if mediatype in (JSON, "application/vnd.api+json") or mediatype.endswith("+json"):
+                frame = schema.from_json(request.get_data(cache=False))
+            elif mediatype in (CSV, "application/csv"):
+                frame = schema.from_csv(request.get_data(cache=False))
+            else:
+                raise BadRequest(
+                    f"unsupported media type {request.mimetype or '(none)'!r} (allowed: {JSON}, {CSV})",
+                    status=415,
+                )
+            try:
+                predictions = predictor.predict(frame)
+            except (ValueError, TypeError) as err:
+                # The rows passed the schema but the pipeline refused them (e.g. an encoder that
+                # rejects unseen categories): the client's data, so a 4xx, never a 500.
+                raise BadRequest(f"the model could not score these rows: {err}", status=422) from err
+            rows_total.inc(len(predictions))
+            if CSV in (request.headers.get("Accept") or ""):
+                response = Response(_csv(predictor.header, predictor.csv_rows(predictions)), mimetype=CSV)
+            else:
+                response = Response(_encode({"predictions": predictions}), mimetype=JSON)
+        except BadRequest as err:
+            status = err.status
+            response = Response(_encode(err.body()), status=status, mimetype=JSON)
+        except HTTPException as err:  # 413 from werkzeug, answered by http_error below
+            status = err.code or 500
+            raise
+        finally:
+            latency.labels("/invocations").observe(time.perf_counter() - started)
+            requests_total.labels("/invocations", "POST", status).inc()
+        return response
+
+    def static_route(path: str, key: str) -> None:
+        def view() -> Response:
+            requests_total.labels(path, "GET", 200).inc()
+            return Response(static[key], mimetype=JSON)
+
+        app.add_url_rule(path, endpoint=key, view_func=view, methods=["GET"])
+
+    static_route("/ping", "ping")
+    static_route("/metadata", "metadata")
+    static_route("/schema", "schema")
+    static_route("/openapi.json", "openapi")
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE.split(";")[0])
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        # 404, 405 and werkzeug's 413 (body over MAX_CONTENT_LENGTH) in the same JSON shape.
+        message = err.description or err.name
+        if err.code == 413:
+            message = f"request body over the limit of {max_request_bytes} bytes"
+        requests_total.labels(request.path if err.code != 404 else "other", request.method, err.code).inc()
+        body = {"error": {"message": message, "column": None, "row": None}}
+        return Response(_encode(body), status=err.code or 500, mimetype=JSON)
+
+    @app.errorhandler(Exception)
+    def server_error(err: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        requests_total.labels(request.path, request.method, 500).inc()
+        body = {"error": {"message": f"internal error: {type(err).__name__}", "column": None, "row": None}}
+        return Response(_encode(body), status=500, mimetype=JSON)
+
+    return app
+
+
+def _encode(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _metadata(contract: dict[str, Any], sha256: str) -> dict[str, Any]:
+    libraries = {}
+    for requirement in contract["requirements"] + ["flask", "gunicorn", "waitress", "prometheus-client"]:
+        name = requirement.split("==")[0].split("[")[0]
+        try:
+            libraries[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            libraries[name] = None
+    return {
+        "name": contract["name"],
+        "version": contract["version"],
+        "owner": contract["owner"],
+        "description": contract["description"],
+        "task": contract["task"],
+        "framework": contract["framework"],
+        "output": contract["output"],
+        "artifact": {**{k: v for k, v in contract["artifact"].items() if k != "secret"}, "sha256": sha256},
+        "python": platform.python_version(),
+        "libraries": libraries,
+        "modelgen": contract["modelgen"],
+    }

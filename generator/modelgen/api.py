@@ -1,0 +1,29 @@
+"""The public entry points, as one-call pipelines of the steps in their own modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelgen.manifest import load
+from modelgen.output import write_project
+from modelgen.render import render
+
+
+@dataclass(frozen=True)
+class Generated:
+    path: Path
+    changed: bool
+    files: int
+
+
+def generate(manifest_path: str | Path, output_dir: str | Path) -> Generated:
+    """Validate a manifest, render its project and write it to ``output_dir/<name>``.
+
+    >>> generate("examples/penguins/model.yaml", "out")  # doctest: +SKIP
+    Generated(path=PosixPath('out/penguin-species'), changed=True, files=31)
+    """
+    manifest = load(manifest_path)
+    files = render(manifest)
+    target = Path(output_dir) / manifest.name
+    return Generated(target, write_project(files, target), len(files))

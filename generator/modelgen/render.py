@@ -1,0 +1,158 @@
+"""Manifest in, files out: render a model project as a ``{relative path: bytes}`` mapping.
+
+Nothing here writes outside a private temporary folder; ``output.write_project`` is the one
+place that touches the caller's disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.environment import StrictEnvironment
+from cookiecutter.exceptions import CookiecutterException
+from cookiecutter.generate import generate_files
+from jinja2 import TemplateError
+
+from modelgen import __version__
+from modelgen.errors import RenderError
+from modelgen.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+PYTHON_VERSION = "3.11"
+Files = dict[str, bytes]
+
+
+def templates_dir() -> Path:
+    """Where the cookiecutter templates are: inside the wheel, or the source checkout."""
+    packaged = Path(str(resources.files("modelgen"))) / "_templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "cookiecutters"
+
+
+def template_for(manifest: Manifest) -> Path:
+    return templates_dir() / f"{manifest.runtime}-model"
+
+
+# Parts every runtime shares (deploy/, CI) come from one template, rendered first; the
+# runtime's own template is laid over it. ``overlay/`` is rendered once per environment.
+COMMON = "common"
+OVERLAY = "overlay"
+
+
+def context(manifest: Manifest) -> dict[str, Any]:
+    """Everything a template may use, derived from the manifest alone (so output is reproducible)."""
+    serving = manifest.serving
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "owner": manifest.owner,
+        "description": manifest.description,
+        "labels": manifest.labels,
+        "runtime": manifest.runtime,
+        "framework": manifest.framework,
+        "task": manifest.task,
+        "output": {"type": manifest.output["type"], "classes": manifest.output.get("classes", [])},
+        "columns": [asdict(c) for c in manifest.columns],
+        "requirements": manifest.requirements,
+        "code_modules": [Path(p).name for p in manifest.code],
+        "artifact": manifest.artifact,
+        "artifact_filename": f"model.{manifest.artifact['format']}",
+        "serving": serving,
+        "environments": [asdict(e) for e in manifest.environments],
+        "example": manifest.sample[:2],
+        "python_version": PYTHON_VERSION,
+        "modelgen_version": __version__,
+    }
+
+
+def render(manifest: Manifest) -> Files:
+    """Render the project for ``manifest``; keys are POSIX paths relative to the project root.
+
+    >>> from modelgen.manifest import load
+    >>> files = render(load("examples/penguins/model.yaml"))  # doctest: +SKIP
+    >>> sorted(files)[:2]
+    ['.gitlab-ci.yml', '.modelgen.json']
+    """
+    template = template_for(manifest)
+    if not (template / "cookiecutter.json").is_file():
+        raise RenderError(f"no template for runtime {manifest.runtime!r} at {template}")
+    ctx = context(manifest)
+    common = templates_dir() / COMMON
+    files: Files = {}
+    for source in (common, template):
+        files.update(_cookiecutter(source, ctx))
+    for env in ctx["environments"]:
+        files.update(_overlay(common / OVERLAY, ctx, env))
+    files.update(_verbatim_files(manifest, ctx))
+    return dict(sorted(files.items()))
+
+
+def _cookiecutter(template: Path, ctx: dict[str, Any]) -> Files:
+    # Python sources are copied as they are, so they stay plain, lintable Python.
+    declared = json.loads((template / "cookiecutter.json").read_text("utf-8"))
+    verbatim = declared.get("_copy_without_render", [])
+    with tempfile.TemporaryDirectory(prefix="modelgen-render-") as tmp:
+        try:
+            project = generate_files(
+                repo_dir=str(template),
+                context={
+                    "cookiecutter": {
+                        **ctx,
+                        "_template": template.name,
+                        "_copy_without_render": verbatim,
+                    }
+                },
+                output_dir=tmp,
+                accept_hooks=False,
+            )
+        except (CookiecutterException, TemplateError) as err:
+            raise RenderError(f"rendering template {template.name} failed: {type(err).__name__} {err}") from err
+        return _read_tree(Path(project))
+
+
+def _overlay(source: Path, ctx: dict[str, Any], env: dict[str, Any]) -> Files:
+    """One kustomize overlay; cookiecutter cannot repeat a folder per list item, so jinja does."""
+    jinja = StrictEnvironment(context={"cookiecutter": ctx}, keep_trailing_newline=True)
+    files: Files = {}
+    for path in sorted(source.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(source).as_posix()
+        try:
+            text = jinja.from_string(path.read_text("utf-8")).render(cookiecutter=ctx, env=env)
+        except TemplateError as err:
+            raise RenderError(f"rendering {path} for environment {env['name']} failed: {err}") from err
+        files[f"deploy/overlays/{env['name']}/{rel}"] = text.encode("utf-8")
+    return files
+
+
+def _read_tree(root: Path) -> Files:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _verbatim_files(manifest: Manifest, ctx: dict[str, Any]) -> Files:
+    """Files copied from the model's folder rather than rendered."""
+    files: Files = {
+        "model.yaml": manifest.text.encode("utf-8"),
+        "tests/sample.json": (json.dumps(manifest.sample, indent=1) + "\n").encode("utf-8"),
+        ".modelgen.json": (
+            json.dumps(
+                {"template": manifest.runtime + "-model", "modelgen": __version__, "inputs": ctx},
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        ).encode("utf-8"),
+    }
+    for rel in manifest.code:
+        source = manifest.base_dir / rel
+        files[f"model_code/{source.name}"] = source.read_bytes()
+    return files

@@ -1,0 +1,37 @@
+"""Session fixtures: the examples are trained for real once, and their projects generated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from support import train
+
+from modelgen.api import generate
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Path:
+    """The local folder registry (file://) the examples upload to."""
+    return tmp_path_factory.mktemp("registry")
+
+
+@pytest.fixture(scope="session")
+def penguins_manifest(tmp_path_factory, registry) -> Path:
+    return train("penguins", tmp_path_factory.mktemp("penguins"), registry)
+
+
+@pytest.fixture(scope="session")
+def anomaly_manifest(tmp_path_factory, registry) -> Path:
+    return train("penguins-anomaly", tmp_path_factory.mktemp("penguins-anomaly"), registry)
+
+
+@pytest.fixture(scope="session")
+def penguins_project(penguins_manifest, tmp_path_factory) -> Path:
+    return generate(penguins_manifest, tmp_path_factory.mktemp("generated")).path
+
+
+@pytest.fixture(scope="session")
+def anomaly_project(anomaly_manifest, tmp_path_factory) -> Path:
+    return generate(anomaly_manifest, tmp_path_factory.mktemp("generated")).path

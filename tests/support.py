@@ -1,0 +1,144 @@
+"""Real processes for the tests: example training, generated projects, their venvs and servers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train(example: str, out: Path, registry: Path) -> Path:
+    """Run an example's real training script; returns its model.yaml."""
+    subprocess.run(
+        [sys.executable, ROOT / "examples" / example / "train.py", "--out", out, "--registry", registry],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return out / "model.yaml"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def project_venv(project: Path, where: Path) -> Path:
+    """A fresh virtualenv with exactly the generated requirements.txt installed; returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", where], check=True, timeout=120)
+    python = where / "bin" / "python"
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "-r", project / "requirements.txt"],
+        check=True,
+        timeout=900,
+        capture_output=True,
+    )
+    return python
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Service:
+    """The generated service started with its real server (``python -m app``) on 127.0.0.1."""
+
+    project: Path
+    python: Path
+    model_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    startup_seconds: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> Service:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "MODEL_PATH": str(self.model_path),
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [self.python, "-m", "app"],
+            cwd=self.project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                out, err = self.proc.communicate()
+                raise RuntimeError(f"service exited with {self.proc.returncode}: {err.decode()[-2000:]}")
+            try:
+                if self.request("GET", "/ping", timeout=1).status == 200:
+                    self.startup_seconds = time.monotonic() - started
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("service did not answer /ping in time")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc:
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream:
+                    stream.close()
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout=30
+    ) -> Response:
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return Response(resp.status, dict(resp.headers), resp.read())
+        except urllib.error.HTTPError as err:
+            with err:
+                return Response(err.code, dict(err.headers), err.read())
+
+    def post_json(self, doc, **headers: str) -> Response:
+        return self.request(
+            "POST", "/invocations", json.dumps(doc).encode(), {"Content-Type": "application/json", **headers}
+        )
+
+    def post_csv(self, text: str, **headers: str) -> Response:
+        return self.request("POST", "/invocations", text.encode(), {"Content-Type": "text/csv", **headers})

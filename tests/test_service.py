@@ -1,0 +1,313 @@
+"""The generated service, installed from its own requirements.txt and started with its real server.
+
+Predictions over HTTP must equal the artifact's own predict/predict_proba in this process,
+every payload shape must give the same answer, and bad input must get its documented 4xx.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from support import Service, project_venv
+
+# ---------------------------------------------------------------- fixtures
+
+
+def _fetch(project: Path, python: Path, target: Path) -> Path:
+    """Download the artifact the way the init container does (app.fetch_artifact)."""
+    contract = json.loads((project / "app/contract.json").read_text())
+    env = {
+        "ARTIFACT_URI": contract["artifact"]["uri"],
+        "ARTIFACT_SHA256": contract["artifact"]["sha256"],
+        "MODEL_PATH": str(target),
+        "PATH": "/usr/bin:/bin",
+    }
+    subprocess.run([python, "-m", "app.fetch_artifact"], cwd=project, env=env, check=True, timeout=60)
+    return target
+
+
+@pytest.fixture(scope="module")
+def penguins_python(penguins_project, tmp_path_factory) -> Path:
+    return project_venv(penguins_project, tmp_path_factory.mktemp("venv") / "penguins")
+
+
+@pytest.fixture(scope="module")
+def anomaly_python(anomaly_project, tmp_path_factory) -> Path:
+    return project_venv(anomaly_project, tmp_path_factory.mktemp("venv") / "anomaly")
+
+
+@pytest.fixture(scope="module")
+def penguins_model_path(penguins_project, penguins_python, tmp_path_factory) -> Path:
+    return _fetch(penguins_project, penguins_python, tmp_path_factory.mktemp("model") / "model.joblib")
+
+
+@pytest.fixture(scope="module")
+def penguins(penguins_project, penguins_python, penguins_model_path):
+    # A small body limit so the 413 case needs no huge request.
+    service = Service(
+        penguins_project, penguins_python, penguins_model_path, env={"MAX_REQUEST_BYTES": "65536"}
+    ).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def anomaly(anomaly_project, anomaly_python, tmp_path_factory):
+    model_path = _fetch(anomaly_project, anomaly_python, tmp_path_factory.mktemp("model") / "model.joblib")
+    service = Service(anomaly_project, anomaly_python, model_path).start()
+    yield service
+    service.stop()
+
+
+def _sample(project: Path) -> list[dict]:
+    return json.loads((project / "tests/sample.json").read_text())
+
+
+def _names(project: Path) -> list[str]:
+    return [c["name"] for c in json.loads((project / "app/contract.json").read_text())["columns"]]
+
+
+def _frame(project: Path, rows: list[dict]) -> pd.DataFrame:
+    """The rows as a data scientist would build them in a notebook: missing strings as NaN."""
+    contract = json.loads((project / "app/contract.json").read_text())
+    frame = pd.DataFrame(rows, columns=_names(project))
+    for col in contract["columns"]:
+        if col["type"] == "string":
+            frame[col["name"]] = frame[col["name"]].astype(object).where(frame[col["name"]].notna(), np.nan)
+    return frame
+
+
+def _csv(names: list[str], rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow(["" if row[n] is None else repr(row[n]) if isinstance(row[n], float) else row[n] for n in names])
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------- classification
+
+
+def test_penguins_predictions_equal_in_process_predict_proba(penguins, penguins_project, penguins_model_path):
+    sample = _sample(penguins_project)
+    model = joblib.load(penguins_model_path)
+    frame = _frame(penguins_project, sample)
+    proba = model.predict_proba(frame)
+    labels = model.predict(frame)
+
+    got = penguins.post_json(sample)
+    assert got.status == 200, got.body
+    predictions = got.json()["predictions"]
+    assert [p["label"] for p in predictions] == labels.tolist()
+    classes = model.classes_.tolist()
+    assert [[p["probabilities"][c] for c in classes] for p in predictions] == proba.tolist()
+
+
+def test_every_payload_shape_gives_identical_predictions(penguins, penguins_project):
+    sample = _sample(penguins_project)
+    names = _names(penguins_project)
+    reference = penguins.post_json(sample).json()["predictions"]
+    shapes = {
+        "dataframe_split": {"dataframe_split": {"columns": names, "data": [[r[n] for n in names] for r in sample]}},
+        "dataframe_split, other column order": {
+            "dataframe_split": {"columns": names[::-1], "data": [[r[n] for n in names[::-1]] for r in sample]}
+        },
+        "dataframe_records": {"dataframe_records": sample},
+        "instances (records)": {"instances": sample},
+        "instances (lists)": {"instances": [[r[n] for n in names] for r in sample]},
+        "inputs": {"inputs": sample},
+    }
+    for shape, doc in shapes.items():
+        got = penguins.post_json(doc)
+        assert got.status == 200, (shape, got.body)
+        assert got.json()["predictions"] == reference, shape
+    one = penguins.post_json(sample[0])
+    assert one.json()["predictions"] == reference[:1]
+    csv_in = penguins.post_csv(_csv(names, sample))
+    assert csv_in.status == 200, csv_in.body
+    assert csv_in.json()["predictions"] == reference
+
+
+def test_csv_out(penguins, penguins_project):
+    sample = _sample(penguins_project)
+    reference = penguins.post_json(sample).json()["predictions"]
+    got = penguins.post_json(sample, Accept="text/csv")
+    assert got.status == 200
+    assert got.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(got.body.decode())))
+    classes = list(reference[0]["probabilities"])
+    assert rows[0] == ["label"] + [f"probability_{c}" for c in classes]
+    assert [r[0] for r in rows[1:]] == [p["label"] for p in reference]
+    assert [[float(x) for x in r[1:]] for r in rows[1:]] == [list(p["probabilities"].values()) for p in reference]
+
+
+def test_unknown_category_of_a_lenient_column_is_scored(penguins, penguins_project):
+    row = dict(_sample(penguins_project)[0], sex="unknown")
+    got = penguins.post_json([row])
+    assert got.status == 200, got.body
+
+
+def test_endpoints(penguins, penguins_project, penguins_model_path):
+    names = _names(penguins_project)
+    meta = penguins.request("GET", "/metadata").json()
+    assert meta["name"] == "penguin-species"
+    assert meta["artifact"]["sha256"] == json.loads((penguins_project / "app/contract.json").read_text())[
+        "artifact"
+    ]["sha256"]
+    assert meta["libraries"]["scikit-learn"] == sklearn.__version__  # the pin, installed in the project's venv
+    schema = penguins.request("GET", "/schema").json()
+    assert list(schema["input"]["properties"]) == names
+    spec = penguins.request("GET", "/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert "/invocations" in spec["paths"]
+    assert penguins.request("GET", "/ping").status == 200
+
+
+def test_metrics_add_up_across_workers(penguins, penguins_project):
+    def invocations_200() -> float:
+        text = penguins.request("GET", "/metrics").body.decode()
+        match = re.search(r'modelgen_requests_total\{endpoint="/invocations",method="POST",status="200"\} (\S+)', text)
+        return float(match.group(1)) if match else 0.0
+
+    before = invocations_200()
+    for _ in range(12):  # sync workers close each connection, so these spread over both workers
+        assert penguins.post_json(_sample(penguins_project)[:1]).status == 200
+    text = penguins.request("GET", "/metrics").body.decode()
+    assert invocations_200() - before == 12
+    assert "modelgen_request_duration_seconds_bucket" in text
+    assert 'modelgen_model_info{name="penguin-species"' in text
+
+
+# ---------------------------------------------------------------- bad requests
+
+BIG = "x" * 70_000
+
+
+def _bad_requests(sample: list[dict], names: list[str]) -> list[tuple[str, str, bytes, int, str | None, int | None, str]]:
+    row = sample[0]
+    without_first = {k: v for k, v in row.items() if k != names[0]}
+    j = "application/json"
+    return [
+        # (case, content type, body, status, column, row, words in the message)
+        ("missing column", j, json.dumps([without_first]), 400, names[0], 0, "missing column"),
+        ("extra column", j, json.dumps([dict(row, colour="blue")]), 400, "colour", 0, "unknown column"),
+        ("string for a number", j, json.dumps([row, dict(row, bill_length_mm="long")]), 400, "bill_length_mm", 1, "is not a number"),
+        ("bool for a number", j, json.dumps([dict(row, body_mass_g=True)]), 400, "body_mass_g", 0, "is not a number"),
+        ("number for a string", j, json.dumps([dict(row, island=3)]), 400, "island", 0, "is not a string"),
+        ("fraction for an integer", j, json.dumps([dict(row, year=2007.5)]), 400, "year", 0, "is not an integer"),
+        ("null in a non-nullable column", j, json.dumps([dict(row, year=None)]), 400, "year", 0, "null is not allowed"),
+        ("unknown category of a strict column", j, json.dumps([dict(row, island="Atlantis")]), 400, "island", 0, "not a known category"),
+        ("infinite number", j, json.dumps([dict(row, bill_depth_mm=float("inf"))]), 400, "bill_depth_mm", 0, "finite"),
+        ("not JSON", j, "{'island': 'Dream'", 400, None, None, "not valid JSON"),
+        ("empty body", j, "", 400, None, None, "empty body"),
+        ("JSON scalar", j, "42", 400, None, None, "object or a list"),
+        ("empty list", j, "[]", 400, None, None, "non-empty list"),
+        ("row that is not an object", j, json.dumps([row, 7]), 400, None, 1, "expected an object"),
+        ("split row of the wrong length", j, json.dumps({"dataframe_split": {"columns": names, "data": [[1]]}}), 400, None, 0, "expected a list of"),
+        ("split with an unknown column", j, json.dumps({"dataframe_split": {"columns": [*names[:-1], "x"], "data": [[None] * len(names)]}}), 400, "x", None, "unknown column"),
+        ("split with a duplicated column", j, json.dumps({"dataframe_split": {"columns": [*names, names[0]], "data": []}}), 400, names[0], None, "more than once"),
+        ("unexpected field next to the rows", j, json.dumps({"dataframe_records": [row], "params": {}}), 400, None, None, "unexpected field"),
+        ("CSV missing a column", "text/csv", ",".join(names[1:]) + "\n" + ",".join(["1"] * (len(names) - 1)) + "\n", 400, names[0], None, "missing column"),
+        ("CSV bad number", "text/csv", _csv(names, [row, dict(row, flipper_length_mm="wide")]), 400, "flipper_length_mm", 1, "is not a number"),
+        ("CSV row with too few fields", "text/csv", ",".join(names) + "\nDream,1\n", 400, None, 0, "fields"),
+        ("CSV header only", "text/csv", ",".join(names) + "\n", 400, None, None, "no data rows"),
+        ("CSV not UTF-8", "text/csv", b"island\n\xff\xfe\n", 400, None, None, "not UTF-8"),
+        ("unsupported media type", "text/plain", "island=Dream", 415, None, None, "unsupported media type"),
+        ("no media type", "", json.dumps([row]), 415, None, None, "unsupported media type"),
+        ("body over the limit", j, json.dumps([dict(row, island=BIG)]), 413, None, None, "over the limit"),
+    ]
+
+
+def test_bad_requests_get_their_documented_4xx(penguins, penguins_project):
+    cases = _bad_requests(_sample(penguins_project), _names(penguins_project))
+    assert len(cases) >= 15
+    failures = []
+    for case, ctype, body, status, column, row, words in cases:
+        data = body if isinstance(body, bytes) else body.encode()
+        headers = {"Content-Type": ctype} if ctype else {}
+        got = penguins.request("POST", "/invocations", data, headers)
+        try:
+            error = got.json()["error"]
+        except (ValueError, KeyError):
+            failures.append(f"{case}: {got.status} {got.body[:200]!r} is not the JSON error shape")
+            continue
+        if (got.status, error["column"], error["row"]) != (status, column, row) or words not in error["message"]:
+            failures.append(f"{case}: got {got.status} {error}")
+    assert not failures, "\n".join(failures)
+
+
+def test_other_methods_and_paths_answer_in_json(penguins):
+    got = penguins.request("GET", "/invocations")
+    assert got.status == 405 and "error" in got.json()
+    got = penguins.request("GET", "/nope")
+    assert got.status == 404 and "error" in got.json()
+
+
+# ---------------------------------------------------------------- start-up
+
+
+def test_tampered_artifact_stops_startup(penguins_project, penguins_python, penguins_model_path, tmp_path):
+    tampered = tmp_path / "model.joblib"
+    data = bytearray(penguins_model_path.read_bytes())
+    data[-1] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError) as failed:
+        Service(penguins_project, penguins_python, tampered).start(timeout=30)
+    message = str(failed.value)
+    assert "exited with 3" in message
+    assert "sha256" in message and "refusing to start" in message
+    assert "Traceback" not in message
+
+
+def test_waitress_serves_the_same_predictions(penguins, penguins_project, penguins_python, penguins_model_path):
+    sample = _sample(penguins_project)
+    service = Service(penguins_project, penguins_python, penguins_model_path, env={"MODELGEN_SERVER": "waitress"})
+    service.start()
+    try:
+        assert service.post_json(sample).json() == penguins.post_json(sample).json()
+    finally:
+        service.stop()
+
+
+# ---------------------------------------------------------------- anomaly detection (custom code)
+
+
+def test_anomaly_scores_equal_in_process(anomaly, anomaly_project, tmp_path_factory):
+    sample = _sample(anomaly_project)
+    contract = json.loads((anomaly_project / "app/contract.json").read_text())
+    assert (anomaly_project / "model_code/anomaly_stack.py").is_file()
+    # Load in a fresh interpreter that only knows the generated project's model_code/ folder.
+    script = (
+        "import json, sys, joblib, numpy as np, pandas as pd\n"
+        "sys.path.insert(0, 'model_code')\n"
+        f"m = joblib.load({str(anomaly.model_path)!r})\n"
+        "rows = json.load(open('tests/sample.json'))\n"
+        "cols = json.load(open('app/contract.json'))['columns']\n"
+        "f = pd.DataFrame(rows, columns=[c['name'] for c in cols])\n"
+        "for c in cols:\n"
+        "    if c['type'] == 'string':\n"
+        "        f[c['name']] = f[c['name']].astype(object).where(f[c['name']].notna(), np.nan)\n"
+        "print(json.dumps({'score': m.decision_function(f).tolist(), 'predict': m.predict(f).tolist()}))\n"
+    )
+    out = subprocess.run(
+        [anomaly.python, "-c", script], cwd=anomaly_project, capture_output=True, text=True, check=True
+    )
+    expected = json.loads(out.stdout)
+    got = anomaly.post_json(sample)
+    assert got.status == 200, got.body
+    predictions = got.json()["predictions"]
+    assert [p["score"] for p in predictions] == expected["score"]
+    assert [p["outlier"] for p in predictions] == [v == -1 for v in expected["predict"]]
+    assert contract["task"] == "anomaly-detection"
+    assert anomaly.post_csv(_csv(_names(anomaly_project), sample)).json()["predictions"] == predictions
