@@ -26,6 +26,8 @@ from modelgen.manifest import Manifest
 log = logging.getLogger(__name__)
 
 PYTHON_VERSION = "3.11"
+# Where BuildConfigs clone the model project from; `init-gitops` settings replace it.
+DEFAULT_GITOPS_REPO_URL = "https://gitlab.example.com/platform/models.git"
 Files = dict[str, bytes]
 
 
@@ -47,7 +49,7 @@ COMMON = "common"
 OVERLAY = "overlay"
 
 
-def context(manifest: Manifest) -> dict[str, Any]:
+def context(manifest: Manifest, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) -> dict[str, Any]:
     """Everything a template may use, derived from the manifest alone (so output is reproducible)."""
     serving = manifest.serving
     return {
@@ -68,6 +70,7 @@ def context(manifest: Manifest) -> dict[str, Any]:
         "serving": serving,
         "environments": [asdict(e) for e in manifest.environments],
         "example": manifest.sample[:2],
+        "gitops_repo_url": gitops_repo_url,
         "python_version": PYTHON_VERSION,
         "modelgen_version": __version__,
     }

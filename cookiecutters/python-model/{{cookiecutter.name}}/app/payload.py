@@ -261,16 +261,18 @@ class InputSchema:
             if len(row) != width:
                 raise BadRequest(f"row {i}: has {len(row)} fields, the header has {width}", row=i)
         position = {name: j for j, name in enumerate(header)}
-        arrays = {}
-        for col in self.columns:
-            j = position[col.name]
-            arrays[col.name] = col.from_csv([row[j] for row in rows])
-        return pd.DataFrame(arrays, columns=self.names)
+        return self._dataframe({c.name: c.from_csv([row[position[c.name]] for row in rows]) for c in self.columns})
 
     # ---- shared
 
     def _frame(self, values: dict[str, list[Any]], columns: list[Column]) -> pd.DataFrame:
-        return pd.DataFrame({c.name: c.from_json(values[c.name]) for c in columns}, columns=self.names)
+        return self._dataframe({c.name: c.from_json(values[c.name]) for c in columns})
+
+    def _dataframe(self, arrays: dict[str, np.ndarray]) -> pd.DataFrame:
+        # Object columns stay object: pandas 3 would infer its "str" dtype, which the pipeline
+        # was not necessarily trained on.
+        data = {n: pd.Series(a, dtype=object, copy=False) if a.dtype == object else a for n, a in arrays.items()}
+        return pd.DataFrame(data, columns=self.names)
 
     def _check_header(self, header: list[str]) -> None:
         if len(set(header)) != len(header):

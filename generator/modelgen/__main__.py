@@ -1,0 +1,7 @@
+"""``python -m modelgen`` is the ``modelgen`` command."""
+
+import sys
+
+from modelgen.cli import main
+
+sys.exit(main())

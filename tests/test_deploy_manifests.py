@@ -1,0 +1,475 @@
+"""deploy/, the Dockerfile and the CI of a generated project, checked with the real tools.
+
+Every overlay is built with ``kubectl kustomize``; core kinds pass ``kubernetes-validate
+--strict``, OpenShift kinds the strict OpenShift 4.17 schemas, all of them checkov; what no
+schema says (TLS termination, the image trigger, per-environment values) is asserted here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from modelgen.manifest import load
+from modelgen.output import write_project
+from modelgen.render import render
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SCHEMAS = Path(os.environ.get("MODELGEN_SCHEMAS", ROOT.parent / "shared" / "schemas"))
+
+NAME = "churn-risk"
+SHA256 = "ab" * 32
+ARTIFACT_URI = f"https://nexus.example.com/repository/models/{NAME}/2.3.1/model.joblib"
+
+MANIFEST = f"""\
+apiVersion: modelgen/v1
+kind: Model
+metadata:
+  name: {NAME}
+  version: 2.3.1
+  owner: jane.doe@example.com
+  labels: {{team: retention, cost-center: "4711"}}
+spec:
+  runtime: python
+  task: classification
+  artifact:
+    uri: {ARTIFACT_URI}
+    sha256: {SHA256}
+    format: joblib
+    secret: nexus-models
+  requirements: [scikit-learn==1.5.2]
+  input:
+    - {{name: tenure_months, type: integer}}
+    - {{name: plan, type: string, nullable: true, categories: [basic, pro]}}
+  output: {{type: probabilities, classes: ["no", "yes"]}}
+  sample: sample.json
+  serving:
+    workers: 3
+    timeoutSeconds: 30
+    maxRequestBytes: 2097152
+    replicas: 3
+    autoscaling: {{min: 3, max: 12, cpu: 60}}
+    resources: {{cpu: "2", memory: 3Gi}}
+    route: {{host: {NAME}.apps.example.com}}
+  environments:
+    - name: dev
+      replicas: 1
+      autoscaling: {{min: 1, max: 2}}
+      resources: {{cpu: 500m, memory: 1Gi}}
+    - name: staging
+      host: {NAME}.apps.staging.example.com
+    - prod
+"""
+# Everything optional left out: default serving, environments dev and prod, no route host.
+MINIMAL_MANIFEST = f"""\
+apiVersion: modelgen/v1
+kind: Model
+metadata: {{name: {NAME}, version: 0.1.0, owner: jane.doe@example.com}}
+spec:
+  runtime: python
+  task: classification
+  artifact: {{uri: "{ARTIFACT_URI}", sha256: {SHA256}, format: joblib}}
+  requirements: [scikit-learn==1.5.2]
+  input: [{{name: tenure_months, type: integer}}, {{name: plan, type: string, nullable: true}}]
+  output: {{type: label, classes: ["no", "yes"]}}
+  sample: sample.json
+"""
+SAMPLE = [{"tenure_months": 12, "plan": "pro"}, {"tenure_months": 1, "plan": None}]
+
+# What each environment must get, written out rather than derived from the manifest code.
+EXPECTED = {
+    "dev": {"replicas": 1, "hpa": (1, 2, 60), "cpu": "500m", "memory": "1Gi", "host": None},
+    "staging": {
+        "replicas": 3,
+        "hpa": (3, 12, 60),
+        "cpu": "2",
+        "memory": "3Gi",
+        "host": f"{NAME}.apps.staging.example.com",
+    },
+    "prod": {"replicas": 3, "hpa": (3, 12, 60), "cpu": "2", "memory": "3Gi", "host": f"{NAME}.apps.example.com"},
+}
+ENVS = list(EXPECTED)
+CORE_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
+OPENSHIFT_SCHEMAS = {
+    "Route": "route-route-v1.json",
+    "BuildConfig": "buildconfig-build-v1.json",
+    "ImageStream": "imagestream-image-v1.json",
+    "Deployment": "deployment-apps-v1.json",
+}
+# Each skip carries its reason in the Deployment's annotations; nothing else may be skipped.
+ALLOWED_CHECKOV_SKIPS = {"CKV_K8S_14", "CKV_K8S_35", "CKV_K8S_40", "CKV_K8S_43"}
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+def _generate(manifest_text: str, sample: list[dict[str, Any]], where: Path) -> Path:
+    src = where / "src"
+    src.mkdir()
+    (src / "model.yaml").write_text(manifest_text, "utf-8")
+    (src / "sample.json").write_text(json.dumps(sample), "utf-8")
+    manifest = load(src / "model.yaml")
+    project = where / "out" / manifest.name
+    write_project(render(manifest), project)
+    return project
+
+
+def _kustomize(overlay: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"kubectl kustomize {overlay} failed:\n{done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def _run(*args: str | Path, timeout: int = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return _generate(MANIFEST, SAMPLE, tmp_path_factory.mktemp("deploy"))
+
+
+@pytest.fixture(scope="module")
+def rendered(project) -> dict[str, list[dict[str, Any]]]:
+    """Every overlay, built once: environment → its objects."""
+    return {env: _kustomize(project / "deploy" / "overlays" / env) for env in ENVS}
+
+
+@pytest.fixture(scope="module")
+def object_files(rendered, tmp_path_factory) -> Path:
+    """The kustomize output, one object per file (``<env>/<kind>.yaml``), for the file-based tools."""
+    root = tmp_path_factory.mktemp("objects")
+    for env, docs in rendered.items():
+        (root / env).mkdir()
+        for doc in docs:
+            (root / env / f"{doc['kind'].lower()}.yaml").write_text(yaml.safe_dump(doc), "utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkov_report(object_files) -> tuple[int, dict[str, Any], str]:
+    done = _run(
+        BIN / "checkov",
+        "-d",
+        object_files,
+        "--framework",
+        "kubernetes",
+        "--compact",
+        "--skip-download",
+        "-o",
+        "json",  # without --quiet, so the report lists passed and skipped checks too
+    )
+    report = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, report, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def openshift_schemas() -> Path:
+    folder = SCHEMAS / "openshift-4.17-strict"
+    if not folder.is_dir():
+        message = f"OpenShift schemas not found at {folder} (set MODELGEN_SCHEMAS)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    spec = deployment["spec"]["template"]["spec"]
+    return {c["name"]: c for c in spec["initContainers"] + spec["containers"]}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+# ---------------------------------------------------------------------------- schemas and tools
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_overlay_builds_every_object_into_its_namespace(rendered, env):
+    docs = rendered[env]
+    assert sorted(d["kind"] for d in docs) == sorted(CORE_KINDS | {"Route", "BuildConfig", "ImageStream"})
+    assert {d["metadata"]["name"] for d in docs} == {NAME}
+    assert {d["metadata"]["namespace"] for d in docs} == {f"models-{env}"}
+
+
+def test_core_kinds_pass_kubernetes_validate_strict(object_files):
+    files = sorted(p for p in object_files.rglob("*.yaml") if yaml.safe_load(p.read_text())["kind"] in CORE_KINDS)
+    assert len(files) == len(CORE_KINDS) * len(ENVS)
+    done = _run(BIN / "kubernetes-validate", "--strict", "-k", "1.30.0", *files)
+    problems = [line for line in (done.stdout + done.stderr).splitlines() if " passed for " not in line]
+    assert done.returncode == 0, "\n".join(problems)
+    assert done.stdout.count("passed") == len(files), done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("kind", sorted(OPENSHIFT_SCHEMAS))
+def test_objects_pass_the_strict_openshift_schemas(rendered, openshift_schemas, kind):
+    schema = json.loads((openshift_schemas / OPENSHIFT_SCHEMAS[kind]).read_text("utf-8"))
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)(schema)
+    for env, docs in rendered.items():
+        errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(one(docs, kind))]
+        assert not errors, f"{kind} in {env}:\n" + "\n".join(errors)
+
+
+def test_strict_schema_catches_a_misspelt_field(rendered, openshift_schemas):
+    # The check above means something only if the schema rejects what it does not know.
+    schema = json.loads((openshift_schemas / OPENSHIFT_SCHEMAS["Route"]).read_text("utf-8"))
+    route = copy.deepcopy(one(rendered["prod"], "Route"))
+    route["spec"]["tls"]["terminaton"] = "edge"
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)(schema)
+    assert list(validator.iter_errors(route))
+
+
+def test_checkov_passes_with_only_the_justified_skips(checkov_report):
+    code, report, output = checkov_report
+    assert report, f"checkov wrote no JSON report (exit {code}):\n{output[-3000:]}"
+    results = report["results"]
+    failed = [(r["check_id"], r["check_name"], r["resource"]) for r in results["failed_checks"]]
+    assert not failed, "\n".join(map(str, failed))
+    assert code == 0, output[-3000:]
+    # It really scanned each environment's Deployment.
+    scanned = {r["resource"] for r in results["passed_checks"]}
+    assert {f"Deployment.models-{env}.{NAME}" for env in ENVS} <= scanned
+    skipped = {r["check_id"] for r in results["skipped_checks"]}
+    assert skipped == ALLOWED_CHECKOV_SKIPS
+    # A skip without a reason is reported as "No comment provided".
+    assert all(
+        r["check_result"].get("suppress_comment", "") not in ("", "No comment provided")
+        for r in results["skipped_checks"]
+    )
+
+
+def test_gitlab_ci_passes_the_gitlab_schema(project):
+    done = _run(
+        BIN / "check-jsonschema",
+        "--builtin-schema",
+        "vendor.gitlab-ci",
+        "--data-transform",
+        "gitlab-ci",
+        project / ".gitlab-ci.yml",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dockerfile_passes_hadolint_and_checkov(project):
+    dockerfile = project / "Dockerfile"
+    done = _run(BIN / "hadolint", "--no-color", "--failure-threshold", "error", dockerfile)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = _run(
+        BIN / "checkov", "-f", dockerfile, "--framework", "dockerfile", "--compact", "--quiet", "--skip-download"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------- what schemas cannot say
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_environment_values(rendered, env):
+    docs, want = rendered[env], EXPECTED[env]
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == want["replicas"]
+    hpa = one(docs, "HorizontalPodAutoscaler")["spec"]
+    got = (hpa["minReplicas"], hpa["maxReplicas"], hpa["metrics"][0]["resource"]["target"]["averageUtilization"])
+    assert got == want["hpa"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME}
+    resources = containers(deployment)["model"]["resources"]
+    quantity = {"cpu": want["cpu"], "memory": want["memory"]}
+    assert resources == {"requests": quantity, "limits": quantity}
+    assert one(docs, "Route")["spec"].get("host") == want["host"]
+
+
+def test_environments_differ_where_configured(rendered):
+    replicas = {env: one(docs, "Deployment")["spec"]["replicas"] for env, docs in rendered.items()}
+    hosts = {env: one(docs, "Route")["spec"].get("host") for env, docs in rendered.items()}
+    assert replicas == {"dev": 1, "staging": 3, "prod": 3}
+    assert len(set(hosts.values())) == 3
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_route_is_edge_tls_with_redirect_to_the_service(rendered, env):
+    route = one(rendered[env], "Route")["spec"]
+    assert route["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
+    assert route["to"]["kind"] == "Service" and route["to"]["name"] == NAME
+    assert route["port"] == {"targetPort": "http"}
+
+
+def test_image_trigger_names_both_containers(rendered):
+    deployment = one(rendered["prod"], "Deployment")
+    triggers = json.loads(deployment["metadata"]["annotations"]["image.openshift.io/triggers"])
+    assert {t["from"]["kind"] for t in triggers} == {"ImageStreamTag"}
+    assert {t["from"]["name"] for t in triggers} == {f"{NAME}:latest"}
+    assert sorted(t["fieldPath"] for t in triggers) == [
+        'spec.template.spec.containers[?(@.name=="model")].image',
+        'spec.template.spec.initContainers[?(@.name=="fetch-artifact")].image',
+    ]
+    # The names in the trigger are the containers' names, and both run the built image.
+    assert {name: c["image"] for name, c in containers(deployment).items()} == {
+        "fetch-artifact": f"{NAME}:latest",
+        "model": f"{NAME}:latest",
+    }
+
+
+def test_image_stream_and_build_config(rendered):
+    docs = rendered["prod"]
+    assert one(docs, "ImageStream")["spec"]["lookupPolicy"] == {"local": True}
+    build = one(docs, "BuildConfig")["spec"]
+    assert build["strategy"]["type"] == "Docker"
+    assert build["source"]["type"] == "Git"
+    assert build["source"]["contextDir"] == f"models/{NAME}"
+    assert build["source"]["git"]["uri"].startswith("https://")
+    assert build["output"]["to"] == {"kind": "ImageStreamTag", "name": f"{NAME}:latest"}
+    assert {"type": "ConfigChange"} in build["triggers"]
+
+
+def test_init_container_fetches_and_verifies_the_artifact(rendered):
+    deployment = one(rendered["prod"], "Deployment")
+    init = containers(deployment)["fetch-artifact"]
+    assert init["command"] == ["python", "-m", "app.fetch_artifact"]
+    env = env_of(init)
+    assert env["ARTIFACT_URI"] == ARTIFACT_URI
+    assert env["ARTIFACT_SHA256"] == SHA256
+    assert env["MODEL_PATH"] == "/model/model.joblib"
+    for var, key in (("REGISTRY_USERNAME", "username"), ("REGISTRY_PASSWORD", "password")):
+        assert env[var] == {"secretKeyRef": {"name": "nexus-models", "key": key, "optional": True}}
+    assert {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]} == {"/model": False, "/tmp": False}
+
+
+def test_model_container_env_ports_probes(rendered):
+    deployment = one(rendered["prod"], "Deployment")
+    model = containers(deployment)["model"]
+    assert "command" not in model  # the image's CMD: python -m app
+    assert env_of(model) == {
+        "PORT": "8080",
+        "MODEL_PATH": "/model/model.joblib",
+        "MODEL_SHA256": SHA256,
+        "MODELGEN_WORKERS": "3",
+        "MAX_REQUEST_BYTES": "2097152",
+        "TIMEOUT_SECONDS": "30",
+        "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
+    }
+    assert model["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert model[probe]["httpGet"] == {"path": "/ping", "port": "http"}, probe
+    assert {m["mountPath"]: m.get("readOnly", False) for m in model["volumeMounts"]} == {"/model": True, "/tmp": False}
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    service = one(rendered["prod"], "Service")["spec"]
+    assert service["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_pods_fit_openshift_restricted_v2(rendered):
+    deployment = one(rendered["prod"], "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["terminationGracePeriodSeconds"] >= 30
+    for name, container in containers(deployment).items():
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        }, name
+        requests, limits = container["resources"]["requests"], container["resources"]["limits"]
+        assert requests == limits and set(limits) == {"cpu", "memory"}, name
+    # OpenShift assigns the UID: a fixed one would be refused by restricted-v2.
+    assert "runAsUser" not in json.dumps(deployment)
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_labels_select_by_name_only_and_carry_version_and_manifest_labels(rendered):
+    docs = rendered["prod"]
+    selector = {"app.kubernetes.io/name": NAME}
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["selector"] == {"matchLabels": selector}
+    assert one(docs, "Service")["spec"]["selector"] == selector
+    assert one(docs, "PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": selector}
+    assert one(docs, "NetworkPolicy")["spec"]["podSelector"] == {"matchLabels": selector}
+    want = {
+        "app.kubernetes.io/name": NAME,
+        "app.kubernetes.io/part-of": "modelgen",
+        "app.kubernetes.io/version": "2.3.1",
+        "team": "retention",
+        "cost-center": "4711",
+    }
+    for doc in [*docs, deployment["spec"]["template"]]:
+        labels = doc["metadata"]["labels"]
+        assert want.items() <= labels.items(), doc.get("kind", "pod template")
+
+
+def test_defaults_give_short_overlays_and_no_worker_override(tmp_path):
+    project = _generate(MINIMAL_MANIFEST, SAMPLE, tmp_path)
+    for env in ("dev", "prod"):  # the manifest's default environments
+        overlay = project / "deploy" / "overlays" / env / "kustomization.yaml"
+        body = [line for line in overlay.read_text().splitlines() if line and not line.startswith("#")]
+        assert body == [
+            "apiVersion: kustomize.config.k8s.io/v1beta1",
+            "kind: Kustomization",
+            f"namespace: models-{env}",
+            "resources:",
+            "  - ../../base",
+        ]
+        docs = _kustomize(overlay.parent)
+        deployment = one(docs, "Deployment")
+        model = containers(deployment)["model"]
+        assert "MODELGEN_WORKERS" not in env_of(model)
+        assert env_of(containers(deployment)["fetch-artifact"])["REGISTRY_USERNAME"]["secretKeyRef"]["name"] == (
+            "model-registry"
+        )
+        assert "host" not in one(docs, "Route")["spec"]
+
+
+# ---------------------------------------------------------------------------- CI and image
+
+
+def test_gitlab_ci_jobs(project):
+    ci = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+    assert ci["stages"] == ["test", "build"]
+    assert ci["variables"]["MODEL_DIR"] == f"models/{NAME}"
+    test = ci["test"]
+    assert test["stage"] == "test"
+    assert test["image"] == "python:3.11-slim-bookworm"
+    assert test["variables"]["ARTIFACT_URI"] == ARTIFACT_URI
+    assert test["variables"]["ARTIFACT_SHA256"] == SHA256
+    assert test["variables"]["MODEL_PATH"] == "model.joblib"
+    assert test["script"][-2:] == ["python -m app.fetch_artifact", "python -m pytest tests/"]
+    assert ci["overlays"]["script"] == [f"kubectl kustomize deploy/overlays/{env} > /dev/null" for env in ENVS]
+    build = ci["build"]
+    assert build["stage"] == "build"
+    assert build["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
+    assert build["parallel"]["matrix"] == [{"ENVIRONMENT": ENVS}]
+    assert f"oc start-build {NAME} " in build["script"][-1]
+    assert all("only" not in job for job in ci.values() if isinstance(job, dict))
+
+
+def test_dockerfile_runs_as_any_uid_with_one_thread_per_worker(project):
+    lines = [line.strip() for line in (project / "Dockerfile").read_text().splitlines()]
+    assert lines[[i for i, line in enumerate(lines) if line.startswith("FROM ")][0]] == "FROM python:3.11-slim-bookworm"
+    assert "USER 1001" in lines
+    assert lines[-1] == 'CMD ["python", "-m", "app"]'
+    assert "EXPOSE 8080" in lines
+    text = (project / "Dockerfile").read_text()
+    for setting in ("OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1", "HOME=/tmp"):
+        assert setting in text
+    assert "pip install --no-cache-dir -r requirements.txt" in text
+    assert "chmod -R g=u /opt/app" in text
+    ignored = (project / ".dockerignore").read_text().splitlines()
+    assert {"model.joblib", "deploy/", ".git"} <= set(ignored)
