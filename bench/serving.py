@@ -239,6 +239,7 @@ class Workload:
 
 
 def make_workload(work: Path, manifest: dict[str, Any], sample_path: Path, model: Any) -> Workload:
+    import numpy as np
     import pandas as pd
     from palmerpenguins import load_penguins
 
@@ -257,13 +258,22 @@ def make_workload(work: Path, manifest: dict[str, Any], sample_path: Path, model
     csv_body = work / f"bench-{CSV_ROWS}rows.csv"
     csv_body.write_text(csv_text)
 
+    text = [c["name"] for c in manifest["spec"]["input"] if c.get("type") == "string"]
+
+    def as_service_frame(frame: Any) -> Any:
+        # As the generated service builds rows (and as train.py trained): text as object with NaN
+        # for null, not pandas 3's "str" dtype.
+        for name in text:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), np.nan)
+        return frame
+
     return Workload(
         columns=columns,
         classes=[str(c) for c in model.classes_],
         row_body=row_body,
         csv_body=csv_body,
-        row_frame=pd.DataFrame([row], columns=columns),
-        csv_frame=pd.read_csv(io.StringIO(csv_text)),
+        row_frame=as_service_frame(pd.DataFrame([row], columns=columns)),
+        csv_frame=as_service_frame(pd.read_csv(io.StringIO(csv_text))),
     )
 
 
@@ -441,30 +451,36 @@ def mlflow_venv(path: Path, pins: dict[str, str]) -> tuple[Path, str, str]:
     installed = _versions(python, ["mlflow", *pins]) if python.exists() else {}
     if installed.get("mlflow") and all(installed.get(n) == v for n, v in pins.items()):
         log(f"reusing {path} (mlflow {installed['mlflow']})")
-        return python, installed["mlflow"], note_file.read_text().strip() if note_file.exists() else ""
-    if not python.exists():
-        log(f"creating {path}")
-        run([sys.executable, "-m", "venv", str(path)], timeout=120, what="python -m venv")
-    log(f"pip install mlflow {' '.join(wanted)} (first run only; can take a few minutes)")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        version = installed["mlflow"]
+    else:
+        if not python.exists():
+            log(f"creating {path}")
+            run([sys.executable, "-m", "venv", str(path)], timeout=120, what="python -m venv")
+        log(f"pip install mlflow {' '.join(wanted)} (first run only; can take a few minutes)")
+        note_file.unlink(missing_ok=True)
+        try:
+            run([str(python), "-m", "pip", "install", "--quiet", "mlflow", *wanted], timeout=900, what="pip install")
+        except BenchError as err:
+            raise BenchError(f"pip could not install mlflow with {' '.join(wanted)}: {err}") from err
+        version = _versions(python, ["mlflow"])["mlflow"]
+    if not note_file.exists():
+        note_file.write_text(_mlflow_note(python, version, wanted) + "\n")
+    return python, version, note_file.read_text().strip()
+
+
+def _mlflow_note(python: Path, version: str, wanted: list[str]) -> str:
+    """pip backtracks to an older mlflow when the newest one conflicts with the pins: say which."""
+    note = f"mlflow {version} (separate venv, pip install mlflow {' '.join(wanted)})"
     try:
-        run([*pip, "mlflow", *wanted], timeout=900, what="pip install mlflow")
-    except BenchError as err:
-        raise BenchError(f"pip could not install mlflow with {' '.join(wanted)}: {err}") from err
-    version = _versions(python, ["mlflow"])["mlflow"]
-    # pip's resolver backtracks to an older mlflow when the newest one conflicts with the pins: say so.
-    note = f"mlflow {version} installed with {', '.join(wanted)}"
-    try:
-        index = run([*pip[:3], "index", "versions", "mlflow"], timeout=120, what="pip index versions mlflow")
-        latest = re.search(r"mlflow \(([^)]+)\)", index.stdout)
-        if latest and latest.group(1) != version:
-            note += f"; the newest mlflow, {latest.group(1)}, does not resolve with these pins"
-        elif latest:
-            note += " (the newest mlflow)"
+        index = run([str(python), "-m", "pip", "index", "versions", "mlflow"], timeout=120, what="pip index")
     except BenchError:
-        pass
-    note_file.write_text(note + "\n")
-    return python, version, note
+        return note
+    latest = re.search(r"mlflow \(([^)]+)\)", index.stdout)
+    if latest and latest.group(1) != version:
+        note += f"; the newest mlflow on the index, {latest.group(1)}, did not resolve here (pip picked {version})"
+    elif latest:
+        note += ", the newest mlflow on the index"
+    return note
 
 
 def _versions(python: Path, names: list[str]) -> dict[str, str]:
@@ -700,11 +716,11 @@ def main(argv: list[str] | None = None) -> int:
         mlflow_note = "MLflow skipped (--skip-mlflow)"
         if not args.skip_mlflow:
             try:
-                python, mlflow_version, mlflow_note = mlflow_venv(args.mlflow_venv.resolve(), pins)
+                python, _, mlflow_note = mlflow_venv(args.mlflow_venv.resolve(), pins)
                 mlflow_dir, save_note = mlflow_model(python, model_path, work)
                 mlflow_note += f"; {save_note}"
                 flag = mlflow_workers_flag(python)
-                for extra, label in (([], f"MLflow {mlflow_version} default"), ([flag, "2"], f"MLflow {flag} 2")):
+                for extra, label in (([], "MLflow default (1 worker)"), ([flag, "2"], f"MLflow {flag} 2")):
                     server = mlflow_server(python, mlflow_dir, work, extra, label)
                     mlflow_rows.append(Row(label))
                     bench_server(server, mlflow_rows[-1], workload, reference, args.duration)

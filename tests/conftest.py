@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from support import train
-
 from modelgen.api import generate
+from support import train
 
 
 @pytest.fixture(scope="session")

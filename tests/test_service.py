@@ -92,7 +92,9 @@ def _csv(names: list[str], rows: list[dict]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(names)
     for row in rows:
-        writer.writerow(["" if row[n] is None else repr(row[n]) if isinstance(row[n], float) else row[n] for n in names])
+        writer.writerow(
+            ["" if row[n] is None else repr(row[n]) if isinstance(row[n], float) else row[n] for n in names]
+        )
     return out.getvalue()
 
 
@@ -162,9 +164,10 @@ def test_endpoints(penguins, penguins_project, penguins_model_path):
     names = _names(penguins_project)
     meta = penguins.request("GET", "/metadata").json()
     assert meta["name"] == "penguin-species"
-    assert meta["artifact"]["sha256"] == json.loads((penguins_project / "app/contract.json").read_text())[
-        "artifact"
-    ]["sha256"]
+    assert (
+        meta["artifact"]["sha256"]
+        == json.loads((penguins_project / "app/contract.json").read_text())["artifact"]["sha256"]
+    )
     assert meta["libraries"]["scikit-learn"] == sklearn.__version__  # the pin, installed in the project's venv
     schema = penguins.request("GET", "/schema").json()
     assert list(schema["input"]["properties"]) == names
@@ -194,7 +197,9 @@ def test_metrics_add_up_across_workers(penguins, penguins_project):
 BIG = "x" * 70_000
 
 
-def _bad_requests(sample: list[dict], names: list[str]) -> list[tuple[str, str, bytes, int, str | None, int | None, str]]:
+def _bad_requests(
+    sample: list[dict], names: list[str]
+) -> list[tuple[str, str, bytes, int, str | None, int | None, str]]:
     row = sample[0]
     without_first = {k: v for k, v in row.items() if k != names[0]}
     j = "application/json"
@@ -202,24 +207,88 @@ def _bad_requests(sample: list[dict], names: list[str]) -> list[tuple[str, str, 
         # (case, content type, body, status, column, row, words in the message)
         ("missing column", j, json.dumps([without_first]), 400, names[0], 0, "missing column"),
         ("extra column", j, json.dumps([dict(row, colour="blue")]), 400, "colour", 0, "unknown column"),
-        ("string for a number", j, json.dumps([row, dict(row, bill_length_mm="long")]), 400, "bill_length_mm", 1, "is not a number"),
+        (
+            "string for a number",
+            j,
+            json.dumps([row, dict(row, bill_length_mm="long")]),
+            400,
+            "bill_length_mm",
+            1,
+            "is not a number",
+        ),
         ("bool for a number", j, json.dumps([dict(row, body_mass_g=True)]), 400, "body_mass_g", 0, "is not a number"),
         ("number for a string", j, json.dumps([dict(row, island=3)]), 400, "island", 0, "is not a string"),
         ("fraction for an integer", j, json.dumps([dict(row, year=2007.5)]), 400, "year", 0, "is not an integer"),
         ("null in a non-nullable column", j, json.dumps([dict(row, year=None)]), 400, "year", 0, "null is not allowed"),
-        ("unknown category of a strict column", j, json.dumps([dict(row, island="Atlantis")]), 400, "island", 0, "not a known category"),
+        (
+            "unknown category of a strict column",
+            j,
+            json.dumps([dict(row, island="Atlantis")]),
+            400,
+            "island",
+            0,
+            "not a known category",
+        ),
         ("infinite number", j, json.dumps([dict(row, bill_depth_mm=float("inf"))]), 400, "bill_depth_mm", 0, "finite"),
         ("not JSON", j, "{'island': 'Dream'", 400, None, None, "not valid JSON"),
         ("empty body", j, "", 400, None, None, "empty body"),
         ("JSON scalar", j, "42", 400, None, None, "object or a list"),
         ("empty list", j, "[]", 400, None, None, "non-empty list"),
         ("row that is not an object", j, json.dumps([row, 7]), 400, None, 1, "expected an object"),
-        ("split row of the wrong length", j, json.dumps({"dataframe_split": {"columns": names, "data": [[1]]}}), 400, None, 0, "expected a list of"),
-        ("split with an unknown column", j, json.dumps({"dataframe_split": {"columns": [*names[:-1], "x"], "data": [[None] * len(names)]}}), 400, "x", None, "unknown column"),
-        ("split with a duplicated column", j, json.dumps({"dataframe_split": {"columns": [*names, names[0]], "data": []}}), 400, names[0], None, "more than once"),
-        ("unexpected field next to the rows", j, json.dumps({"dataframe_records": [row], "params": {}}), 400, None, None, "unexpected field"),
-        ("CSV missing a column", "text/csv", ",".join(names[1:]) + "\n" + ",".join(["1"] * (len(names) - 1)) + "\n", 400, names[0], None, "missing column"),
-        ("CSV bad number", "text/csv", _csv(names, [row, dict(row, flipper_length_mm="wide")]), 400, "flipper_length_mm", 1, "is not a number"),
+        (
+            "split row of the wrong length",
+            j,
+            json.dumps({"dataframe_split": {"columns": names, "data": [[1]]}}),
+            400,
+            None,
+            0,
+            "expected a list of",
+        ),
+        (
+            "split with an unknown column",
+            j,
+            json.dumps({"dataframe_split": {"columns": [*names[:-1], "x"], "data": [[None] * len(names)]}}),
+            400,
+            "x",
+            None,
+            "unknown column",
+        ),
+        (
+            "split with a duplicated column",
+            j,
+            json.dumps({"dataframe_split": {"columns": [*names, names[0]], "data": []}}),
+            400,
+            names[0],
+            None,
+            "more than once",
+        ),
+        (
+            "unexpected field next to the rows",
+            j,
+            json.dumps({"dataframe_records": [row], "params": {}}),
+            400,
+            None,
+            None,
+            "unexpected field",
+        ),
+        (
+            "CSV missing a column",
+            "text/csv",
+            ",".join(names[1:]) + "\n" + ",".join(["1"] * (len(names) - 1)) + "\n",
+            400,
+            names[0],
+            None,
+            "missing column",
+        ),
+        (
+            "CSV bad number",
+            "text/csv",
+            _csv(names, [row, dict(row, flipper_length_mm="wide")]),
+            400,
+            "flipper_length_mm",
+            1,
+            "is not a number",
+        ),
         ("CSV row with too few fields", "text/csv", ",".join(names) + "\nDream,1\n", 400, None, 0, "fields"),
         ("CSV header only", "text/csv", ",".join(names) + "\n", 400, None, None, "no data rows"),
         ("CSV not UTF-8", "text/csv", b"island\n\xff\xfe\n", 400, None, None, "not UTF-8"),

@@ -22,14 +22,14 @@ from typing import Any
 
 import jsonschema
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from modelgen.errors import ManifestError, Problem
 
 API_VERSION = "modelgen/v1"
 
-# Which output types make sense for which task; the first is the default when omitted.
+# Which output types make sense for which task (spec.output.type is required).
 OUTPUTS_BY_TASK = {
     "classification": ("probabilities", "label"),
     "regression": ("value",),
@@ -214,11 +214,18 @@ def _parse(text: str, label: str) -> CommentedMap:
     try:
         doc = YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
+        mark = err.problem_mark
+        at_end = mark is not None and mark.index >= len(text.rstrip())
+        if mark is None or (at_end and err.context_mark):  # point at what was left unclosed
+            mark = err.context_mark
         line = mark.line + 1 if mark else None
-        problem = _one_line(err.problem or err.context or "unreadable")
-        context = _one_line(err.context) if err.problem and err.context else ""
-        message = f"not valid YAML: {problem}" + (f" ({context})" if context else "")
+        problem = _one_line(err.problem or "")
+        context = _one_line(err.context or "")
+        if context.startswith("while"):  # "found X (while parsing Y)"
+            problem = f"{problem} ({context})"
+        elif context:  # "expected X but found Y"
+            problem = f"{context} {problem}".strip()
+        message = f"not valid YAML: {problem or 'unreadable'}"
         raise ManifestError([Problem(label, line, "", message)]) from None
     except YAMLError as err:  # e.g. a control character: the reader knows only an offset
         position = getattr(err, "position", None)
@@ -226,13 +233,9 @@ def _parse(text: str, label: str) -> CommentedMap:
         problem = _one_line(getattr(err, "reason", None) or str(err).splitlines()[0])
         raise ManifestError([Problem(label, line, "", f"not valid YAML: {problem}")]) from None
     except RecursionError:
-        raise ManifestError(
-            [Problem(label, None, "", "not valid YAML: nested too deeply")]
-        ) from None
+        raise ManifestError([Problem(label, None, "", "not valid YAML: nested too deeply")]) from None
     if doc is None:
-        raise ManifestError(
-            [Problem(label, 1, "", f"the file is empty (allowed: {_DOCUMENT_SHAPE})")]
-        )
+        raise ManifestError([Problem(label, 1, "", f"the file is empty (allowed: {_DOCUMENT_SHAPE})")])
     if not isinstance(doc, CommentedMap):
         line = doc.lc.line + 1 if isinstance(doc, CommentedSeq) else _first_content_line(text)
         raise ManifestError(
@@ -266,7 +269,7 @@ def _first_content_line(text: str) -> int:
 def _plain(node: Any) -> Any:
     """ruamel's round-trip types → plain Python values, so nothing downstream depends on them."""
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {_key_text(k): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
     if isinstance(node, bool) or node is None:
@@ -277,10 +280,11 @@ def _plain(node: Any) -> Any:
     return node
 
 
-Path_ = tuple[str | int, ...]
+FieldPath = tuple[str | int, ...]
+_MISSING = object()  # "no such value" (None is a value: YAML null)
 
 
-def _line(doc: Any, path: Path_ | list[str | int]) -> int | None:
+def _line(doc: Any, path: FieldPath | list[str | int]) -> int | None:
     """1-based line of the deepest node of ``path`` that exists in the YAML."""
     node, line = doc, None
     for key in path:
@@ -303,17 +307,19 @@ def _line(doc: Any, path: Path_ | list[str | int]) -> int | None:
     return line
 
 
-_MISSING = object()
-
-
 def _key(node: CommentedMap, key: Any) -> Any:
     """The key of ``node`` that ``_plain`` turned into ``key`` (YAML keys need not be strings)."""
     if isinstance(key, str) and key in node:
         return key
-    return next((k for k in node if str(k) == str(key)), _MISSING)
+    return next((k for k in node if _key_text(k) == key), _MISSING)
 
 
-def _dotted(path: Path_ | list[str | int]) -> str:
+def _key_text(key: Any) -> str:
+    """A YAML key as a field name: ``null`` and ``true`` as written, not Python's None/True."""
+    return json.dumps(key) if key is None or isinstance(key, bool) else str(key)
+
+
+def _dotted(path: FieldPath | list[str | int]) -> str:
     out = ""
     for key in path:
         out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
@@ -330,8 +336,7 @@ PATTERN_MEANINGS: dict[str, str] = {
         "ending with a letter or digit, at most 40 characters"
     ),
     "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$": (
-        "a semantic version MAJOR.MINOR.PATCH without leading zeros, optionally -prerelease, "
-        "e.g. 1.2.0 or 2.0.0-rc.1"
+        "a semantic version MAJOR.MINOR.PATCH without leading zeros, optionally -prerelease, e.g. 1.2.0 or 2.0.0-rc.1"
     ),
     "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$": "an e-mail address, e.g. jane.doe@example.com",
     "^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$": (
@@ -344,12 +349,10 @@ PATTERN_MEANINGS: dict[str, str] = {
     "^(https?|file)://\\S+$": "an http://, https:// or file:// URL without spaces",
     "^[0-9a-f]{64}$": "64 lower-case hexadecimal digits (0-9, a-f)",
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": (
-        "a DNS-1123 name: lower-case letters, digits and '-', starting and ending with a "
-        "letter or digit"
+        "a DNS-1123 name: lower-case letters, digits and '-', starting and ending with a letter or digit"
     ),
     "^[A-Za-z0-9][A-Za-z0-9._-]*(\\[[A-Za-z0-9,._-]+\\])?==[A-Za-z0-9.+!_-]+$": (
-        "a package pinned to one version, name==version or name[extra]==version, "
-        "e.g. scikit-learn==1.5.2"
+        "a package pinned to one version, name==version or name[extra]==version, e.g. scikit-learn==1.5.2"
     ),
     "^[^/\\\\].*\\.py$": "a path relative to the manifest's folder, ending in .py",
     "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$": (
@@ -378,27 +381,23 @@ _DNS_PATTERNS = {
 def _validator() -> jsonschema.protocols.Validator:
     base = jsonschema.Draft202012Validator
     # JSON Schema counts 2.0 as an integer; Kubernetes does not, so neither do we.
-    checker = base.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)
-    )
+    checker = base.TYPE_CHECKER.redefine("integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool))
     return jsonschema.validators.extend(base, type_checker=checker)(schema())
 
 
-def _schema_problems(doc: Any, label: str) -> tuple[list[Problem], set[Path_]]:
+def _schema_problems(doc: Any, label: str) -> tuple[list[Problem], set[FieldPath]]:
     """Every schema violation, and the paths of the values they make unusable."""
     problems: list[Problem] = []
-    bad: set[Path_] = set()
+    bad: set[FieldPath] = set()
 
-    def add(path: Path_, message: str, *, at: Path_ | None = None, usable: bool = False) -> None:
-        problems.append(
-            Problem(label, _line(doc, path if at is None else at), _dotted(path), message)
-        )
+    def add(path: FieldPath, message: str, *, at: FieldPath | None = None, usable: bool = False) -> None:
+        problems.append(Problem(label, _line(doc, path if at is None else at), _dotted(path), message))
         if not usable:
             bad.add(path)
 
     plain = _plain(doc)
     for err in _leaf_errors(_validator().iter_errors(plain)):
-        path: Path_ = tuple(err.absolute_path)
+        path: FieldPath = tuple(err.absolute_path)
         if err.validator == "additionalProperties":
             allowed = sorted(err.schema.get("properties", {}))
             for key in sorted(set(err.instance) - set(allowed)):
@@ -418,13 +417,13 @@ def _schema_problems(doc: Any, label: str) -> tuple[list[Problem], set[Path_]]:
             for index, first in _duplicates(err.instance):
                 add(
                     (*path, index),
-                    f"{_show(err.instance[index])} is a duplicate of item [{first}] "
+                    f"{_show(err.instance[index])} is a duplicate of {_dotted((*path, first))} "
                     "(allowed: each item once)",
                 )
         elif err.relative_schema_path and "propertyNames" in err.relative_schema_path:
             add(
                 (*path, err.instance),
-                f"{_show(err.instance)} is not a valid key ({_explain_hint(err)})",
+                f"{_show(err.instance)} is not a valid key (allowed: {_explain_hint(err)})",
             )
         else:
             add(path, _explain(err))
@@ -444,9 +443,7 @@ def _leaf_errors(
         for sub in err.context:
             branches.setdefault(sub.relative_schema_path[0], []).append(sub)
         fitting = [
-            subs
-            for subs in branches.values()
-            if not any(s.validator == "type" and not s.relative_path for s in subs)
+            subs for subs in branches.values() if not any(s.validator == "type" and not s.relative_path for s in subs)
         ]
         if len(fitting) == 1:
             yield from _leaf_errors(iter(fitting[0]))
@@ -481,9 +478,9 @@ def _field_hint(field: dict[str, Any]) -> str:
     if field.get("description"):
         return field["description"].rstrip(".")
     if field.get("pattern") in PATTERN_MEANINGS:
-        return PATTERN_MEANINGS[field["pattern"]]
+        return "allowed: " + PATTERN_MEANINGS[field["pattern"]]
     if "type" in field:
-        return _types(field["type"])
+        return "allowed: " + _types(field["type"])
     return "see docs/manifest.md"
 
 
@@ -499,9 +496,16 @@ def _show(value: Any) -> str:
         return "a list"
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
-    if isinstance(value, str) and len(value) > 50:
-        value = value[:47] + "..."
-    return json.dumps(value)
+    if isinstance(value, TaggedScalar):
+        return f"a value tagged {value.tag}"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, str) and len(value) > 72:  # a whole sha256 fits
+        value = value[:69] + "..."
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return f"a {type(value).__name__}"
 
 
 def _yaml_kind(value: Any) -> str | None:
@@ -620,13 +624,13 @@ MAX_SAMPLE_PROBLEMS = 20
 
 
 def _semantic_problems(
-    doc: Any, base: Path, manifest_name: str, label: str, bad: set[Path_]
+    doc: Any, base: Path, manifest_name: str, label: str, bad: set[FieldPath]
 ) -> tuple[list[Problem], list[dict[str, Any]]]:
     """Rules JSON Schema cannot state, checked on every part the schema check found usable."""
     problems: list[Problem] = []
     plain = _plain(doc)
 
-    def add(path: Path_, message: str) -> None:
+    def add(path: FieldPath, message: str) -> None:
         problems.append(Problem(label, _line(doc, path), _dotted(path), message))
 
     def get(*path: str | int) -> Any:
@@ -649,22 +653,23 @@ def _semantic_problems(
     inputs = plain["spec"].get("input")
     seen: dict[str, int] = {}
     for i, col in enumerate(inputs if isinstance(inputs, list) else []):
-        p: Path_ = ("spec", "input", i)
-        if get(*p) is _MISSING:
-            continue
-        if col["name"] in seen:
-            add(
-                (*p, "name"),
-                f"duplicate column {_show(col['name'])} (first at spec.input[{seen[col['name']]}]; "
-                "allowed: each column name once)",
-            )
-        seen.setdefault(col["name"], i)
-        if "categories" in col and col["type"] != "string":
+        p: FieldPath = ("spec", "input", i)
+        name, kind, strict = get(*p, "name"), get(*p, "type"), get(*p, "strict")
+        if isinstance(name, str):
+            if name in seen:
+                add(
+                    (*p, "name"),
+                    f"duplicate column {_show(name)} (first at spec.input[{seen[name]}]; "
+                    "allowed: each column name once)",
+                )
+            seen.setdefault(name, i)
+        has_categories = isinstance(col, dict) and "categories" in col
+        if has_categories and kind not in (_MISSING, "string"):
             add(
                 (*p, "categories"),
-                f"categories on a {col['type']} column (allowed: only on string columns)",
+                f"categories on a {kind} column (allowed: only on string columns)",
             )
-        if col.get("strict") and "categories" not in col:
+        if strict is True and isinstance(col, dict) and not has_categories:
             add((*p, "strict"), "strict without categories (allowed: only with a categories list)")
 
     task, kind = get("spec", "task"), get("spec", "output", "type")
@@ -678,15 +683,10 @@ def _semantic_problems(
     output = get("spec", "output")
     if task == "classification" and isinstance(output, dict) and "classes" not in output:
         add(
-            ("spec", "output"),
-            "classes is missing (allowed: for classification, the list of the model's classes_, "
-            "in order)",
+            ("spec", "output", "classes"),
+            "required field is missing for classification (allowed: the model's classes_, in order)",
         )
-    if (
-        task not in (_MISSING, "classification")
-        and isinstance(output, dict)
-        and "classes" in output
-    ):
+    if task not in (_MISSING, "classification") and isinstance(output, dict) and "classes" in output:
         add(
             ("spec", "output", "classes"),
             f"classes on a {task} model (allowed: only for classification)",
@@ -734,14 +734,14 @@ def _semantic_problems(
         elif module in sys.stdlib_module_names or module == "app":
             add(
                 ("spec", "code", i),
-                f"{_show(resolved.name)} would hide the module {module} the service imports "
-                "(allowed: a module name of your own)",
+                f"{_show(resolved.name)} would hide the "
+                + ("service's package app" if module == "app" else f"standard module {module}")
+                + " (allowed: a module name of your own)",
             )
         elif module in modules:
             add(
                 ("spec", "code", i),
-                f"{_show(rel)} has the same module name as spec.code[{modules[module]}] "
-                "(allowed: distinct file names)",
+                f"{_show(rel)} has the same module name as spec.code[{modules[module]}] (allowed: distinct file names)",
             )
         modules.setdefault(module, i)
 
@@ -767,14 +767,13 @@ def _semantic_problems(
         except (ValueError, UnicodeDecodeError, RecursionError) as err:
             add(
                 ("spec", "sample"),
-                f"{rel} is not valid JSON: {_one_line(str(err))} "
-                "(allowed: a JSON list of input records)",
+                f"{rel} is not valid JSON: {_one_line(str(err))} (allowed: a JSON list of input records)",
             )
         except OSError as err:
             add(("spec", "sample"), f"cannot read {rel} ({err.strerror or err})")
         else:
             columns = get("spec", "input")
-            if columns is not _MISSING:
+            if columns is not _MISSING and len(seen) == len(columns):  # usable, no duplicates
                 found = list(sample_problems(sample, columns))
                 for message in found[:MAX_SAMPLE_PROBLEMS]:
                     add(("spec", "sample"), f"{rel}: {message}")
@@ -786,7 +785,7 @@ def _semantic_problems(
     return problems, sample
 
 
-def _check_scaling(add: Any, path: Path_, layers: list[tuple[str, dict[str, Any]]]) -> None:
+def _check_scaling(add: Any, path: FieldPath, layers: list[tuple[str, dict[str, Any]]]) -> None:
     """min <= max once ``layers`` (lowest precedence first; "" is the mapping at ``path``) merge."""
     value: dict[str, Any] = {}
     origin: dict[str, str] = {}
@@ -804,12 +803,11 @@ def _check_scaling(add: Any, path: Path_, layers: list[tuple[str, dict[str, Any]
     ]
     add(
         (*path, where) if where else path,
-        f"min {value['min']} is larger than max {value['max']} "
-        f"({'; '.join([*notes, 'allowed: min <= max'])})",
+        f"min {value['min']} is larger than max {value['max']} ({'; '.join([*notes, 'allowed: min <= max'])})",
     )
 
 
-def _file_problem(add: Any, path: Path_, base: Path, rel: str, manifest_name: str) -> Path | None:
+def _file_problem(add: Any, path: FieldPath, base: Path, rel: str, manifest_name: str) -> Path | None:
     """``rel`` resolved inside ``base`` if it names a file there; else reports why not."""
     resolved = _inside(base, rel)
     if resolved is None:
@@ -851,19 +849,13 @@ def sample_problems(sample: Any, columns: list[dict[str, Any]]) -> Iterator[str]
     names = [c["name"] for c in columns]
     for row, record in enumerate(sample):
         if not isinstance(record, dict):
-            yield (
-                f"row {row}: {_show(record)} is not a record "
-                "(allowed: an object mapping column names to values)"
-            )
+            yield (f"row {row}: {_show(record)} is not a record (allowed: an object mapping column names to values)")
             continue
         for extra in sorted(set(record) - set(names)):
-            yield (
-                f"row {row}: column {_show(extra)} is not an input column "
-                f"(allowed: {', '.join(names)})"
-            )
+            yield (f"row {row}: column {_show(extra)} is not an input column (allowed: {', '.join(names)})")
         for col in columns:
             if col["name"] not in record:
-                hint = "null" if col.get("nullable") else f"a {col['type']}"
+                hint = _TYPE_NAMES[col["type"]] + (" or null" if col.get("nullable") else "")
                 yield f"row {row}: column {_show(col['name'])} is missing (allowed: {hint})"
                 continue
             wrong = value_problem(record[col["name"]], col)
@@ -876,9 +868,7 @@ def value_problem(value: Any, col: dict[str, Any]) -> str | None:
     if value is None:
         return None if col.get("nullable") else "null is not allowed (column is not nullable)"
     kind = col["type"]
-    finite_number = (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    finite_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind == "number":
         ok = finite_number
     elif kind == "integer":  # 3.0 is accepted as 3, as the service does

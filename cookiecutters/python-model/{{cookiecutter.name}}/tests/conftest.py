@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from app.model import load_model
 from app.service import create_app
 from app.settings import from_env
@@ -27,7 +26,9 @@ def model(settings) -> Any:
 
 @pytest.fixture(scope="session")
 def client(model, settings):
-    app = create_app(model, settings.contract, max_request_bytes=settings.max_request_bytes, sha256=settings.model_sha256)
+    app = create_app(
+        model, settings.contract, max_request_bytes=settings.max_request_bytes, sha256=settings.model_sha256
+    )
     return app.test_client()
 
 

@@ -7,7 +7,6 @@ import io
 import json
 
 import pytest
-
 from app.payload import InputSchema
 from app.predict import predictor_for
 
