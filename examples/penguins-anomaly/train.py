@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -120,11 +120,12 @@ def input_columns(features: pd.DataFrame) -> list[dict[str, Any]]:
     return columns
 
 
-def sample_records(features: pd.DataFrame, columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Raw rows for the generated smoke tests: a few with gaps, the rest drawn at random."""
-    gaps = features[features.isna().any(axis=1)].head(3)
-    rest = features.drop(index=gaps.index).sample(SAMPLE_SIZE - len(gaps), random_state=0)
-    rows = pd.concat([gaps, rest]).sort_index()
+def sample_records(features: pd.DataFrame, columns: list[dict[str, Any]], flagged: pd.Series) -> list[dict[str, Any]]:
+    """Raw rows for the generated smoke tests: a few with gaps, two that the model flags (so both
+    answers are exercised), the rest drawn at random."""
+    chosen = features[features.isna().any(axis=1)].head(3).index.union(features[flagged].head(2).index)
+    rest = features.drop(index=chosen).sample(SAMPLE_SIZE - len(chosen), random_state=0)
+    rows = pd.concat([features.loc[chosen], rest]).sort_index()
     cast = {"integer": int, "number": float, "string": str, "boolean": bool}
     return [
         {c["name"]: None if pd.isna(row[c["name"]]) else cast[c["type"]](row[c["name"]]) for c in columns}
@@ -141,26 +142,28 @@ def as_service_frame(records: list[dict[str, Any]], columns: list[dict[str, Any]
     return frame
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def serialize(model: Pipeline) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer, compress=3)
+    return buffer.getvalue()
 
 
-def publish(artifact: Path, registry: Path, version: str) -> Path:
-    """Copy the artifact to REGISTRY/NAME/VERSION/; a published version is never overwritten."""
-    target = registry / NAME / version / artifact.name
-    data = artifact.read_bytes()
+def publish(data: bytes, registry: Path, version: str) -> Path:
+    """Store the artifact as REGISTRY/NAME/VERSION/model.joblib; a published version never changes."""
+    target = registry / NAME / version / "model.joblib"
     if target.exists():
         if target.read_bytes() != data:
+            existing = hashlib.sha256(target.read_bytes()).hexdigest()
             sys.exit(
-                f"error: {target} already exists with different bytes (sha256 {sha256_of(target)}); "
+                f"error: {target} already exists with different bytes (sha256 {existing}); "
                 "published versions are immutable, choose another --version"
             )
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so a reader never sees a half-written artifact.
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, target)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
     return target
 
 
@@ -199,32 +202,39 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     features = load_data()
+    columns = input_columns(features)
     model = build_pipeline().fit(features)
-    flagged = int((model.predict(features) == -1).sum())
-    print(f"outliers among the training rows: {flagged} of {len(features)} (contamination {CONTAMINATION})")
+    # Serialized before any prediction: LocalOutlierFactor's KD-tree pickles its query counters,
+    # so every predict() before the dump would change the artifact's bytes.
+    data = serialize(model)
+    # Loaded any other way (as part of a package, say), the pickle would name a module path the
+    # service cannot import.
+    if type(model.named_steps["scores"]).__module__ != "anomaly_stack":
+        sys.exit("error: StackedOutlierScores must be imported as the top-level module anomaly_stack")
+    flagged = pd.Series(model.predict(features) == -1, index=features.index)
+    print(f"outliers among the training rows: {flagged.sum()} of {len(features)} (contamination {CONTAMINATION})")
     # No labels to score against, so check the detector on a record no penguin could have.
     implausible = {**features.iloc[0].to_dict(), "bill_length_mm": 80.0, "body_mass_g": 9000.0}
-    score = model.decision_function(pd.DataFrame([implausible], columns=features.columns))[0]
+    score = model.decision_function(as_service_frame([implausible], columns))[0]
     print(f"score of a 9 kg penguin with an 80 mm bill: {score:.4f} (negative = outlier)")
 
-    columns = input_columns(features)
-    sample = sample_records(features, columns)
+    sample = sample_records(features, columns, flagged)
     model.decision_function(as_service_frame(sample, columns))  # fail here, not in the smoke tests
-    # Running this file as a module (or from another package) would pickle another module path.
-    assert type(model.named_steps["scores"]).__module__ == "anomaly_stack"
 
+    digest = hashlib.sha256(data).hexdigest()
+    # Publish first: if the registry refuses, --out is left as it was.
+    published = publish(data, args.registry.resolve(), args.version) if args.registry else None
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / "model.joblib"
-    joblib.dump(model, artifact, compress=3)
-    digest = sha256_of(artifact)
+    artifact.write_bytes(data)
     (out / "model.sha256").write_text(f"{digest}  {artifact.name}\n", encoding="utf-8")
     (out / "sample.json").write_text(json.dumps(sample, indent=2) + "\n", encoding="utf-8")
     # `code` paths are relative to the manifest: the handover folder must hold the module too.
     for module in CODE:
         if (out / module).resolve() != HERE / module:  # --out may be this folder itself
             shutil.copyfile(HERE / module, out / module)
-    location = publish(artifact, args.registry.resolve(), args.version) if args.registry else artifact
+    location = published or artifact
 
     manifest = {
         "apiVersion": "modelgen/v1",

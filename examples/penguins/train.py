@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
 import sys
-import tempfile
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -147,26 +147,28 @@ def as_service_frame(records: list[dict[str, Any]], columns: list[dict[str, Any]
     return frame
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def serialize(model: Pipeline) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer, compress=3)
+    return buffer.getvalue()
 
 
-def publish(artifact: Path, registry: Path, version: str) -> Path:
-    """Copy the artifact to REGISTRY/NAME/VERSION/; a published version is never overwritten."""
-    target = registry / NAME / version / artifact.name
-    data = artifact.read_bytes()
+def publish(data: bytes, registry: Path, version: str) -> Path:
+    """Store the artifact as REGISTRY/NAME/VERSION/model.joblib; a published version never changes."""
+    target = registry / NAME / version / "model.joblib"
     if target.exists():
         if target.read_bytes() != data:
+            existing = hashlib.sha256(target.read_bytes()).hexdigest()
             sys.exit(
-                f"error: {target} already exists with different bytes (sha256 {sha256_of(target)}); "
+                f"error: {target} already exists with different bytes (sha256 {existing}); "
                 "published versions are immutable, choose another --version"
             )
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so a reader never sees a half-written artifact.
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, target)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
     return target
 
 
@@ -213,18 +215,21 @@ def main(argv: list[str] | None = None) -> None:
 
     # The served model learns from every labelled row; the split above only measured the recipe.
     model = build_pipeline().fit(features, species)
+    data = serialize(model)  # before any prediction, which some estimators record (see penguins-anomaly)
     columns = input_columns(features)
     sample = sample_records(features, columns)
     model.predict_proba(as_service_frame(sample, columns))  # fail here, not in the smoke tests
 
+    digest = hashlib.sha256(data).hexdigest()
+    # Publish first: if the registry refuses, --out is left as it was.
+    published = publish(data, args.registry.resolve(), args.version) if args.registry else None
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / "model.joblib"
-    joblib.dump(model, artifact, compress=3)
-    digest = sha256_of(artifact)
+    artifact.write_bytes(data)
     (out / "model.sha256").write_text(f"{digest}  {artifact.name}\n", encoding="utf-8")
     (out / "sample.json").write_text(json.dumps(sample, indent=2) + "\n", encoding="utf-8")
-    location = publish(artifact, args.registry.resolve(), args.version) if args.registry else artifact
+    location = published or artifact
 
     manifest = {
         "apiVersion": "modelgen/v1",

@@ -284,9 +284,10 @@ class InputSchema:
     def _explain_columns(self, given: set[str], row: int | None) -> None:
         at = f"row {row}: " if row is not None else ""
         missing = [n for n in self.names if n not in given]
-        if missing:
-            raise BadRequest(f"{at}missing column {missing[0]!r}", column=missing[0], row=row)
         extra = sorted(given - self._nameset)
-        raise BadRequest(
-            f"{at}unknown column {extra[0]!r} (expected: {', '.join(self.names)})", column=extra[0], row=row
-        )
+        if extra:  # most often a typo of the missing one, so name both
+            also = f"; missing {', '.join(map(repr, missing))}" if missing else ""
+            raise BadRequest(
+                f"{at}unknown column {extra[0]!r}{also} (expected: {', '.join(self.names)})", column=extra[0], row=row
+            )
+        raise BadRequest(f"{at}missing column {missing[0]!r}", column=missing[0], row=row)
