@@ -45,7 +45,8 @@ def project_venv(project: Path, where: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", where], check=True, timeout=120)
     python = where / "bin" / "python"
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "-r", project / "requirements.txt"],
+        # pytest too, as the project's CI test job installs it, to run the project's own tests.
+        [python, "-m", "pip", "install", "--quiet", "-r", project / "requirements.txt", "pytest"],
         check=True,
         timeout=900,
         capture_output=True,

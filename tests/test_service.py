@@ -323,6 +323,24 @@ def test_other_methods_and_paths_answer_in_json(penguins):
     assert got.status == 404 and "error" in got.json()
 
 
+def _own_tests(project: Path, python: Path, model_path: Path) -> subprocess.CompletedProcess:
+    env = {"MODEL_PATH": str(model_path), "PATH": "/usr/bin:/bin", "HOME": str(project)}
+    return subprocess.run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_generated_smoke_tests_pass(penguins_project, penguins_python, penguins_model_path):
+    run = _own_tests(penguins_project, penguins_python, penguins_model_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert re.search(r"\b1[0-9] passed\b", run.stdout), run.stdout[-500:]
+
+
 # ---------------------------------------------------------------- start-up
 
 
@@ -380,3 +398,9 @@ def test_anomaly_scores_equal_in_process(anomaly, anomaly_project, tmp_path_fact
     assert [p["outlier"] for p in predictions] == [v == -1 for v in expected["predict"]]
     assert contract["task"] == "anomaly-detection"
     assert anomaly.post_csv(_csv(_names(anomaly_project), sample)).json()["predictions"] == predictions
+
+
+def test_generated_smoke_tests_pass_with_custom_code(anomaly_project, anomaly):
+    run = _own_tests(anomaly_project, anomaly.python, anomaly.model_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert re.search(r"\b1[0-9] passed\b", run.stdout), run.stdout[-500:]
