@@ -56,7 +56,7 @@ def create_app(model: Any, contract: dict[str, Any], *, max_request_bytes: int, 
                     status=415,
                 )
             try:
-                predictions = predictor.predict(frame)
+                predictions = predictor(frame)
             except (ValueError, TypeError) as err:
                 # The rows passed the schema but the pipeline refused them (e.g. an encoder that
                 # rejects unseen categories): the client's data, so a 4xx, never a 500.
