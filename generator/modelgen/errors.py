@@ -37,3 +37,7 @@ class RenderError(ModelgenError):
 
 class OutputError(ModelgenError):
     """Writing the generated project failed; the output folder was left as it was."""
+
+
+class RegistryError(ModelgenError):
+    """An artifact could not be published to or fetched from a model registry, or was not the one published."""
