@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -191,6 +192,7 @@ class WrkResult:
     requests: int
     non_2xx: int
     socket_errors: dict[str, int]
+    other_cpu: float = 0.0  # share of all CPUs used by processes other than the server and wrk
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -217,12 +219,46 @@ def parse_wrk(text: str) -> WrkResult:
     )
 
 
-def wrk(url: str, body_file: Path, content_type: str, connections: int, duration: int) -> WrkResult:
+def wrk(url: str, body_file: Path, content_type: str, connections: int, duration: int, pgid: int) -> WrkResult:
+    """One wrk run against the server whose process group is ``pgid``."""
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     cmd += ["-s", str(WRK_SCRIPT), url]
     env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": content_type}
+    began, busy, group, children = time.monotonic(), _busy_ticks(), _group_ticks(pgid), _children_ticks()
     done = run(cmd, timeout=duration + 30, what=f"wrk {url}", env=env)
-    return parse_wrk(done.stdout)
+    ours = (_group_ticks(pgid) - group) + (_children_ticks() - children)
+    capacity = (time.monotonic() - began) * CLOCK_TICKS * (os.cpu_count() or 1)
+    result = parse_wrk(done.stdout)
+    result.other_cpu = max(0.0, (_busy_ticks() - busy - ours) / capacity)
+    return result
+
+
+# Noise check: on a small machine anything else running (a test suite, pip) takes CPU from the
+# server under test. Busy CPU time (all CPUs) minus the server's process group and wrk = others.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_ticks() -> int:
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
+    return user + nice + system + irq + softirq + steal
+
+
+def _group_ticks(pgid: int) -> int:
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # after "pid (comm)": state ppid pgrp ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def _children_ticks() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once subprocess.run has reaped it
+    return (usage.ru_utime + usage.ru_stime) * CLOCK_TICKS
 
 
 # --------------------------------------------------------------------------- workload
@@ -356,15 +392,19 @@ def check_server(server: Server, workload: Workload, reference: list[list[float]
 
 def measure(server: Server, row: Row, workload: Workload, reference: list[list[float]], duration: int) -> None:
     url = f"{server.url}/invocations"
+    pgid = server.proc.pid if server.proc else 0
     row.notes.append(check_server(server, workload, reference))
     # Short warm-up so first-request costs (imports, caches, worker spawn) stay out of the numbers.
-    wrk(url, workload.row_body, "application/json", 8, 2)
+    wrk(url, workload.row_body, "application/json", 8, 2, pgid)
     log(f"{row.name}: 1-row JSON, 2 connections, {duration} s")
-    row.one_2 = wrk(url, workload.row_body, "application/json", 2, duration)
+    row.one_2 = wrk(url, workload.row_body, "application/json", 2, duration, pgid)
     log(f"{row.name}: 1-row JSON, 8 connections, {duration} s")
-    row.one_8 = wrk(url, workload.row_body, "application/json", 8, duration)
+    row.one_8 = wrk(url, workload.row_body, "application/json", 8, duration, pgid)
     log(f"{row.name}: {CSV_ROWS}-row CSV, 2 connections, {duration} s")
-    row.csv_2 = wrk(url, workload.csv_body, "text/csv", 2, duration)
+    row.csv_2 = wrk(url, workload.csv_body, "text/csv", 2, duration, pgid)
+    other = max(r.other_cpu for r in (row.one_2, row.one_8, row.csv_2))
+    warning = " (numbers lowered: rerun on a quiet machine)" if other > 0.05 else ""
+    row.notes.append(f"other processes used up to {other:.0%} of the CPUs during its wrk runs{warning}")
     for label, result in (("1-row @2", row.one_2), ("1-row @8", row.one_8), ("CSV @2", row.csv_2)):
         if result.non_2xx or result.socket_errors:
             row.notes.append(

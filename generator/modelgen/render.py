@@ -7,7 +7,6 @@ place that touches the caller's disk.
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from dataclasses import asdict
 from importlib import resources
@@ -23,8 +22,6 @@ from modelgen import __version__
 from modelgen.errors import RenderError
 from modelgen.manifest import Manifest
 
-log = logging.getLogger(__name__)
-
 PYTHON_VERSION = "3.11"
 # Where BuildConfigs clone the model project from; `init-gitops` settings replace it.
 DEFAULT_GITOPS_REPO_URL = "https://gitlab.example.com/platform/models.git"
@@ -32,11 +29,15 @@ Files = dict[str, bytes]
 
 
 def templates_dir() -> Path:
-    """Where the cookiecutter templates are: inside the wheel, or the source checkout."""
-    packaged = Path(str(resources.files("modelgen"))) / "_templates"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "cookiecutters"
+    """Where the cookiecutter templates are: the source checkout, else inside the wheel.
+
+    The checkout wins so that an editable install renders the templates being edited, not
+    the copy hatchling put in site-packages when it was installed.
+    """
+    checkout = Path(__file__).resolve().parents[2] / "cookiecutters"
+    if (checkout / COMMON).is_dir():
+        return checkout
+    return Path(str(resources.files("modelgen"))) / "_templates"
 
 
 def template_for(manifest: Manifest) -> Path:
@@ -138,7 +139,12 @@ def _overlay(source: Path, ctx: dict[str, Any], env: dict[str, Any]) -> Files:
 
 
 def _read_tree(root: Path) -> Files:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    # pip byte-compiles the templates' .py files when it installs the wheel: never ship those.
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
 
 
 def _verbatim_files(manifest: Manifest, ctx: dict[str, Any]) -> Files:

@@ -1,0 +1,49 @@
+"""The wheel carries the templates and schema: an installed modelgen renders what the checkout renders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from modelgen.api import generate
+from support import ROOT
+from test_generate import MANIFEST
+
+
+def test_installed_wheel_renders_byte_identical_projects(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", tmp_path / "dist", ROOT],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    wheel = next((tmp_path / "dist").glob("modelgen-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
+    # pip byte-compiles the packaged templates on install; those caches must not leak into output.
+    subprocess.run(
+        [venv / "bin/python", "-m", "pip", "install", "--quiet", wheel], check=True, capture_output=True, timeout=600
+    )
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.yaml").write_text(MANIFEST)
+    (model / "features.py").write_text("class Ratio:\n    pass\n")
+    (model / "sample.json").write_text('[{"plan": "pro", "tenure_months": 3, "monthly_fee": null}]')
+
+    run = subprocess.run(
+        [venv / "bin/modelgen", "generate", model / "model.yaml", "-o", tmp_path / "installed"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    checkout = generate(model / "model.yaml", tmp_path / "checkout").path
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    installed = tree(tmp_path / "installed" / "churn")
+    assert installed == tree(checkout)
+    assert "app/service.py" in installed
