@@ -336,6 +336,46 @@ def in_process(model: Any, workload: Workload, seconds: float = 3.0, windows: in
     return one, rows
 
 
+PARALLEL_SCRIPT = """
+import pickle, sys, time
+model, frame, seconds = pickle.load(sys.stdin.buffer)
+for _ in range(20):
+    model.predict_proba(frame)
+calls, start = 0, time.perf_counter()
+while time.perf_counter() - start < seconds:
+    model.predict_proba(frame)
+    calls += 1
+print(calls / (time.perf_counter() - start))
+"""
+
+
+def parallel_in_process(model: Any, frame: Any, processes: int, seconds: float = 3.0) -> float:
+    """1-row predict_proba calls/s of ``processes`` single-threaded processes running at once.
+
+    This is the machine's real ceiling for one worker per core: two busy processes on two vCPUs
+    rarely run at twice the speed of one (shared caches, memory bandwidth, the hypervisor).
+    """
+    import pickle
+
+    payload = pickle.dumps((model, frame, seconds))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PARALLEL_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False
+        )
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(payload)
+        proc.stdin.close()
+    total = 0.0
+    for proc in procs:
+        assert proc.stdout is not None
+        total += float(proc.stdout.read().decode().strip())
+        proc.wait(timeout=120)
+    return total
+
+
 def probabilities(predictions: list[Any], classes: list[str]) -> list[list[float]]:
     """modelgen's [{"label", "probabilities": {...}}] or MLflow's [[p, ...]] as rows of floats."""
     out = []
@@ -751,6 +791,8 @@ def main(argv: list[str] | None = None) -> int:
         log("in-process predict_proba, 1 thread, ~3 s each for 1 row and 1000 rows")
         one_rate, rows_rate = in_process(model, workload)
         log(f"in-process: {one_rate:,.0f} calls/s (1 row), {rows_rate:,.0f} rows/s ({CSV_ROWS} rows)")
+        parallel_rate = parallel_in_process(model, workload.row_frame, cores)
+        log(f"in-process, {cores} processes at once: {parallel_rate:,.0f} calls/s (1 row)")
 
         rows: list[Row] = []
         configs = [("gunicorn", workers)] + ([] if args.skip_waitress else [("waitress", workers)])
@@ -787,6 +829,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"In-process limit (1 thread, this process): 1-row predict_proba {one_rate:,.0f} calls/s "
             f"(× {cores} cores = {cores * one_rate:,.0f}); {CSV_ROWS}-row predict_proba {rows_rate:,.0f} rows/s."
+        )
+        ours = rows[0].one_8.rps if rows and rows[0].one_8 else None
+        print(
+            f"Measured ceiling: {cores} single-threaded processes predicting at once: {parallel_rate:,.0f} calls/s "
+            f"({parallel_rate / (cores * one_rate):.2f} of cores × the 1-process rate)"
+            + (f"; {rows[0].name} reaches {ours / parallel_rate:.2f} of it at 8 connections." if ours else ".")
         )
         for row in rows:
             for note in ([f"error: {row.error}"] if row.error else []) + row.notes:
