@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from modelgen.api import generate
 from support import train
+
+from modelgen.api import generate
 
 
 @pytest.fixture(scope="session")

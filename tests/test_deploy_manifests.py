@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
 from modelgen.manifest import load
 from modelgen.output import write_project
 from modelgen.render import render

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from modelgen import render as render_module
 from modelgen.api import generate
 from modelgen.errors import OutputError, RenderError

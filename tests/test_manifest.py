@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from modelgen import docs
 from modelgen.cli import main
 from modelgen.errors import ManifestError

@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelgen.api import generate
 from support import ROOT
 from test_generate import MANIFEST
+
+from modelgen.api import generate
 
 
 def test_installed_wheel_renders_byte_identical_projects(tmp_path):

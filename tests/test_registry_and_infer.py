@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+
 from modelgen import registry as registry_module
 from modelgen.errors import ModelgenError, RegistryError
 from modelgen.infer import input_columns, sample_records, service_frame

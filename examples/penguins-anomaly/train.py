@@ -26,16 +26,17 @@ import pandas as pd
 # Imported by its top-level name (this script's folder is on sys.path when it runs), so the pickle
 # refers to `anomaly_stack.StackedOutlierScores`, which is what the service can import.
 from anomaly_stack import StackedOutlierScores
-from modelgen.errors import ModelgenError
-from modelgen.infer import input_columns, sample_records, service_frame
-from modelgen.manifest_writer import write_handover
-from modelgen.registry import add_registry_arguments, sha256_hex
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from modelgen.errors import ModelgenError
+from modelgen.infer import input_columns, sample_records, service_frame
+from modelgen.manifest_writer import write_handover
+from modelgen.registry import add_registry_arguments, sha256_hex
 
 NAME = "penguin-anomaly"
 OWNER = "jane.doe@example.com"

@@ -22,10 +22,6 @@ import joblib
 import numpy as np
 import palmerpenguins
 import pandas as pd
-from modelgen.errors import ModelgenError
-from modelgen.infer import input_columns, sample_records, service_frame
-from modelgen.manifest_writer import write_handover
-from modelgen.registry import add_registry_arguments, sha256_hex
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
@@ -38,6 +34,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler
 from sklearn.svm import SVC
 from xgboost import XGBClassifier
+
+from modelgen.errors import ModelgenError
+from modelgen.infer import input_columns, sample_records, service_frame
+from modelgen.manifest_writer import write_handover
+from modelgen.registry import add_registry_arguments, sha256_hex
 
 NAME = "penguin-species"
 OWNER = "jane.doe@example.com"

@@ -46,7 +46,7 @@ def create_app(model: Any, contract: dict[str, Any], *, max_request_bytes: int, 
         status = 200
         try:
             mediatype = (request.mimetype or "").lower()
-            if mediatype in (JSON, "application/vnd.api+json") or mediatype.endswith("+json"):
+            if mediatype == JSON or mediatype.endswith("+json"):
                 frame = schema.from_json(request.get_data(cache=False))
             elif mediatype in (CSV, "application/csv"):
                 frame = schema.from_csv(request.get_data(cache=False))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from app.model import load_model
 from app.service import create_app
 from app.settings import from_env

@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+
 from app.payload import InputSchema
 from app.predict import predictor_for
 

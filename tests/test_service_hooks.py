@@ -1,0 +1,152 @@
+"""Every output type and input type of the generated app, on small models fitted here.
+
+The penguins examples exercise `probabilities` and `score` over HTTP; these tests drive the
+same app code (copied verbatim into every project) through Flask's test client for the other
+output types, boolean and integer columns, and the 422 a pipeline's own refusal gets.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.compose import make_column_transformer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from modelgen.render import templates_dir
+
+COLUMNS = [
+    {"name": "colour", "type": "string", "nullable": False, "categories": ["red", "blue"], "strict": False},
+    {"name": "size", "type": "integer", "nullable": False},
+    {"name": "weight", "type": "number", "nullable": True},
+    {"name": "fragile", "type": "boolean", "nullable": False},
+]
+FRAME = pd.DataFrame(
+    {
+        "colour": pd.Series(["red", "blue", "red", "blue", "red", "blue"], dtype=object),
+        "size": [1, 2, 3, 4, 5, 6],
+        "weight": [1.5, 2.5, 0.5, 4.0, 3.5, 1.0],
+        "fragile": [True, False, True, False, False, True],
+    }
+)
+ROWS = [
+    {"colour": "red", "size": 2, "weight": 1.25, "fragile": True},
+    {"colour": "blue", "size": 7, "weight": 3.0, "fragile": False},
+]
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    """The service package exactly as the template ships it."""
+    project = templates_dir() / "python-model" / "{{cookiecutter.name}}"
+    sys.path.insert(0, str(project))
+    try:
+        yield importlib.import_module("app.service")
+    finally:
+        sys.path.remove(str(project))
+
+
+def _encoder(handle_unknown: str = "ignore"):
+    # Strict about unknown categories when asked: the case the service must turn into a 422.
+    return make_column_transformer(
+        (OneHotEncoder(handle_unknown=handle_unknown), ["colour"]),
+        remainder="passthrough",
+    )
+
+
+def _client(app_module, model, output):
+    contract = {
+        "name": "hooks",
+        "version": "1.0.0",
+        "owner": "a@example.com",
+        "description": "",
+        "task": "x",
+        "framework": "sklearn",
+        "output": output,
+        "columns": COLUMNS,
+        "artifact": {"uri": "file:///m", "sha256": "0" * 64, "format": "joblib"},
+        "requirements": [],
+        "modelgen": "test",
+    }
+    return app_module.create_app(model, contract, max_request_bytes=1 << 20, sha256="0" * 64).test_client()
+
+
+def _frame(rows):
+    frame = pd.DataFrame(rows)
+    frame["colour"] = frame["colour"].astype(object)
+    return frame
+
+
+def test_value_output_is_the_regression_prediction(app_module):
+    y = [1.0, 2.0, 3.5, 4.0, 5.5, 6.0]
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, y)
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    got = client.post("/invocations", json=ROWS)
+    assert got.status_code == 200, got.get_data(as_text=True)
+    assert got.get_json()["predictions"] == model.predict(_frame(ROWS)).tolist()
+    csv = client.post("/invocations", json=ROWS, headers={"Accept": "text/csv"}).get_data(as_text=True)
+    assert csv.splitlines()[0] == "value"
+    assert [float(v) for v in csv.splitlines()[1:]] == model.predict(_frame(ROWS)).tolist()
+
+
+def test_label_output_is_the_predicted_class(app_module):
+    y = ["cheap", "dear", "cheap", "dear", "dear", "cheap"]
+    model = make_pipeline(_encoder(), LogisticRegression()).fit(FRAME, y)
+    client = _client(app_module, model, {"type": "label", "classes": ["cheap", "dear"]})
+    got = client.post("/invocations", json=ROWS)
+    assert got.get_json()["predictions"] == model.predict(_frame(ROWS)).tolist()
+
+
+def test_cluster_output_is_an_integer(app_module):
+    model = make_pipeline(_encoder(), KMeans(n_clusters=2, n_init=2, random_state=0)).fit(FRAME)
+    client = _client(app_module, model, {"type": "cluster", "classes": []})
+    got = client.post("/invocations", json=ROWS).get_json()["predictions"]
+    assert got == model.predict(_frame(ROWS)).tolist()
+    assert all(isinstance(v, int) for v in got)
+
+
+def test_declared_classes_must_match_the_model(app_module):
+    model = make_pipeline(_encoder(), LogisticRegression()).fit(FRAME, ["a", "b", "a", "b", "a", "b"])
+    with pytest.raises(Exception, match=r"classes_ are \['a', 'b'\], the manifest declares \['b', 'a'\]"):
+        _client(app_module, model, {"type": "probabilities", "classes": ["b", "a"]})
+
+
+def test_pipeline_refusal_is_a_422_not_a_500(app_module):
+    model = make_pipeline(_encoder("error"), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    got = client.post("/invocations", json=[dict(ROWS[0], colour="green")])
+    assert got.status_code == 422
+    assert "could not score" in got.get_json()["error"]["message"]
+
+
+def test_booleans_and_integers_from_csv(app_module):
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    from_json = client.post("/invocations", json=ROWS).get_json()
+    csv = "colour,size,weight,fragile\nred,2,1.25,true\nblue,7.0,3.0,0\n"
+    assert client.post("/invocations", data=csv, content_type="text/csv").get_json() == from_json
+    bad = client.post("/invocations", data="colour,size,weight,fragile\nred,2,1,maybe\n", content_type="text/csv")
+    assert bad.status_code == 400
+    assert bad.get_json()["error"] == {
+        "message": "column 'fragile', row 0: 'maybe' is not a boolean",
+        "column": "fragile",
+        "row": 0,
+    }
+    null_weight = client.post("/invocations", data="colour,size,weight,fragile\nred,2,,true\n", content_type="text/csv")
+    # A nullable column's null reaches the pipeline as NaN; this one has no imputer and says so.
+    assert null_weight.status_code == 422
+    assert "NaN" in null_weight.get_json()["error"]["message"]
+
+
+def test_boolean_column_rejects_numbers_in_json(app_module):
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    got = client.post("/invocations", json=[dict(ROWS[0], fragile=1)])
+    assert got.status_code == 400
+    assert got.get_json()["error"]["column"] == "fragile"
