@@ -474,3 +474,12 @@ def test_dockerfile_runs_as_any_uid_with_one_thread_per_worker(project):
     assert "chmod -R g=u /opt/app" in text
     ignored = (project / ".dockerignore").read_text().splitlines()
     assert {"model.joblib", "deploy/", ".git"} <= set(ignored)
+
+
+def test_argo_cd_sync_waves_put_the_image_stream_and_build_before_the_deployment(rendered):
+    waves = {}
+    for env_objects in rendered.values():
+        for obj in env_objects:
+            annotations = obj["metadata"].get("annotations", {})
+            waves[obj["kind"]] = int(annotations.get("argocd.argoproj.io/sync-wave", "0"))
+    assert waves["ImageStream"] < waves["BuildConfig"] < waves["Deployment"] == 0
