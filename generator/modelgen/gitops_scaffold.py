@@ -1,0 +1,150 @@
+"""Settings in, files out: the Argo CD part of the GitOps repository, rendered from ``gitops/``.
+
+The model projects under ``models/`` come from ``render``; this module renders the files that
+deploy them (``argocd/``) and the repository's README. Like ``render`` it never writes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.environment import StrictEnvironment
+from jinja2 import TemplateError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from modelgen.errors import ModelgenError, RenderError
+
+Files = dict[str, bytes]
+CONFIG_FILE = "gitops.yaml"
+# A namespace is a DNS-1123 label; the prefix plus an environment name must stay one.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class GitopsSettings:
+    """Where the GitOps repository lives and where Argo CD deploys its models.
+
+    >>> s = GitopsSettings("https://gitlab.example.com/platform/models.git", environments=("dev",))
+    >>> s.namespaces
+    ('models-dev',)
+    """
+
+    repo_url: str
+    target_revision: str = "main"
+    argocd_namespace: str = "openshift-gitops"
+    project: str = "models"
+    environments: tuple[str, ...] = ("dev", "prod")
+    cluster: str = "https://kubernetes.default.svc"
+    # Must agree with the namespace the overlays set (cookiecutters/common/overlay/kustomization.yaml).
+    namespace_prefix: str = "models-"
+
+    def __post_init__(self) -> None:
+        # A list from YAML or a CLI option becomes a tuple, so settings stay hashable and frozen.
+        object.__setattr__(self, "environments", tuple(self.environments))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            items = value if f.name == "environments" else (value,)
+            if not items or not all(isinstance(v, str) and v for v in items):
+                raise ModelgenError(f"gitops setting {f.name} must be a non-empty {_kind(f.name)}, not {value!r}")
+        if len(set(self.environments)) != len(self.environments):
+            raise ModelgenError(f"gitops setting environments lists an environment twice: {list(self.environments)}")
+        for namespace in self.namespaces:
+            if len(namespace) > 63 or not _DNS_LABEL.match(namespace):
+                raise ModelgenError(
+                    f"gitops settings namespace_prefix + environment give {namespace!r}, not a valid namespace "
+                    "(lower-case letters, digits and '-', at most 63 characters)"
+                )
+        for name in ("project", "argocd_namespace"):
+            if not _DNS_LABEL.match(getattr(self, name)):
+                raise ModelgenError(f"gitops setting {name} must be a DNS-1123 label, not {getattr(self, name)!r}")
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(self.namespace_prefix + env for env in self.environments)
+
+
+def _kind(name: str) -> str:
+    return "list of strings" if name == "environments" else "string"
+
+
+ALLOWED_KEYS = tuple(f.name for f in fields(GitopsSettings))
+
+
+def load_settings(path: str | Path | None = None, **options: Any) -> GitopsSettings:
+    """Settings from a ``gitops.yaml`` (optional) with ``options`` (e.g. CLI flags) taking precedence.
+
+    Options that are ``None`` are ignored, so a CLI can pass every flag as it is.
+
+    >>> load_settings(None, repo_url="https://gitlab.example.com/platform/models.git").argocd_namespace
+    'openshift-gitops'
+    """
+    values: dict[str, Any] = {}
+    where = "options"
+    if path is not None:
+        where = str(path)
+        values.update(_read_config(Path(path)))
+    unknown = sorted(set(options) - set(ALLOWED_KEYS))
+    if unknown:
+        raise ModelgenError(f"unknown gitops option(s) {', '.join(unknown)}; allowed: {', '.join(ALLOWED_KEYS)}")
+    values.update({k: v for k, v in options.items() if v is not None})
+    if not values.get("repo_url"):
+        raise ModelgenError(f"no repo_url for the GitOps repository: set it in {CONFIG_FILE} or as an option")
+    try:
+        return GitopsSettings(**values)
+    except ModelgenError as err:
+        raise ModelgenError(f"{where}: {err}") from err
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = YAML(typ="safe").load(path.read_text("utf-8"))
+    except OSError as err:
+        raise ModelgenError(f"cannot read {path}: {err.strerror or err}") from err
+    except YAMLError as err:
+        raise ModelgenError(f"{path} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ModelgenError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in set(data) - set(ALLOWED_KEYS))
+    if unknown:
+        raise ModelgenError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(ALLOWED_KEYS)}")
+    return dict(data)
+
+
+def gitops_dir() -> Path:
+    """Where the GitOps repository's templates are: the source checkout's ``gitops/``, else the wheel's copy."""
+    checkout = Path(__file__).resolve().parents[2] / "gitops"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("modelgen"))) / "_gitops"
+
+
+def scaffold(settings: GitopsSettings) -> Files:
+    """Render every file of ``gitops/``; keys are POSIX paths relative to the repository's root.
+
+    >>> files = scaffold(GitopsSettings("https://gitlab.example.com/platform/models.git"))
+    >>> sorted(files)
+    ['README.md', 'argocd/applicationset.yaml', 'argocd/appproject.yaml']
+    """
+    source = gitops_dir()
+    if not source.is_dir():
+        raise RenderError(f"no GitOps templates at {source}")
+    # Argo CD's own Go templates ({{.path.basename}}) are escaped with {% raw %} in the sources.
+    jinja = StrictEnvironment(keep_trailing_newline=True)
+    files: Files = {}
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(source).as_posix()
+        try:
+            text = jinja.from_string(path.read_text("utf-8")).render(settings=settings)
+        except TemplateError as err:
+            raise RenderError(f"rendering {path} failed: {type(err).__name__} {err}") from err
+        files[rel] = text.encode("utf-8")
+    return files
