@@ -1,7 +1,7 @@
 """modelgen: a trained tabular model in, a GitOps-managed prediction service out.
 
 >>> import modelgen
->>> modelgen.generate("examples/penguins/model.yaml", "out")  # doctest: +SKIP
+>>> modelgen.generate("model.yaml", "out")  # doctest: +SKIP
 PosixPath('out/penguin-species')
 """
 

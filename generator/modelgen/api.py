@@ -20,7 +20,7 @@ class Generated:
 def generate(manifest_path: str | Path, output_dir: str | Path) -> Generated:
     """Validate a manifest, render its project and write it to ``output_dir/<name>``.
 
-    >>> generate("examples/penguins/model.yaml", "out")  # doctest: +SKIP
+    >>> generate("model.yaml", "out")  # doctest: +SKIP
     Generated(path=PosixPath('out/penguin-species'), changed=True, files=31)
     """
     manifest = load(manifest_path)

@@ -185,7 +185,7 @@ class Manifest:
 def load(path: str | Path) -> Manifest:
     """Read and validate a manifest; raise ``ManifestError`` listing every problem.
 
-    >>> m = load("examples/penguins/model.yaml")  # doctest: +SKIP
+    >>> m = load("model.yaml")  # doctest: +SKIP
     >>> m.name, m.task
     ('penguin-species', 'classification')
     """

@@ -77,18 +77,18 @@ def context(manifest: Manifest, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) 
     }
 
 
-def render(manifest: Manifest) -> Files:
+def render(manifest: Manifest, *, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) -> Files:
     """Render the project for ``manifest``; keys are POSIX paths relative to the project root.
 
     >>> from modelgen.manifest import load
-    >>> files = render(load("examples/penguins/model.yaml"))  # doctest: +SKIP
+    >>> files = render(load("model.yaml"))  # doctest: +SKIP
     >>> sorted(files)[:2]
     ['.gitlab-ci.yml', '.modelgen.json']
     """
     template = template_for(manifest)
     if not (template / "cookiecutter.json").is_file():
         raise RenderError(f"no template for runtime {manifest.runtime!r} at {template}")
-    ctx = context(manifest)
+    ctx = context(manifest, gitops_repo_url)
     common = templates_dir() / COMMON
     files: Files = {}
     for source in (common, template):
