@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import train
+from support import project_venv, train
 
 from modelgen.api import generate
 
@@ -34,3 +34,9 @@ def penguins_project(penguins_manifest, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def anomaly_project(anomaly_manifest, tmp_path_factory) -> Path:
     return generate(anomaly_manifest, tmp_path_factory.mktemp("generated")).path
+
+
+@pytest.fixture(scope="session")
+def penguins_python(penguins_project, tmp_path_factory) -> Path:
+    """A venv with exactly the penguins project's requirements.txt (and pytest), as its CI job has."""
+    return project_venv(penguins_project, tmp_path_factory.mktemp("venv") / "penguins")

@@ -256,14 +256,16 @@ def test_checkov_passes_with_only_the_justified_skips(checkov_report):
     )
 
 
-def test_gitlab_ci_passes_the_gitlab_schema(project):
+# The project's own pipeline, and the trigger job the GitOps repository's pipeline includes.
+@pytest.mark.parametrize("ci_file", [".gitlab-ci.yml", ".gitlab-ci-parent.yml"])
+def test_gitlab_ci_passes_the_gitlab_schema(project, ci_file):
     done = _run(
         BIN / "check-jsonschema",
         "--builtin-schema",
         "vendor.gitlab-ci",
         "--data-transform",
         "gitlab-ci",
-        project / ".gitlab-ci.yml",
+        project / ci_file,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -16,10 +17,11 @@ import yaml
 
 from modelgen.api import generate
 from modelgen.errors import ModelgenError
-from modelgen.gitops_scaffold import ALLOWED_KEYS, GitopsSettings, load_settings, scaffold
+from modelgen.gitops_scaffold import ALLOWED_KEYS, GitopsSettings, load_settings, parse_settings, scaffold
 from modelgen.render import templates_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 REPO_URL = "https://gitlab.example.com/platform/models.git"
 CUSTOM = GitopsSettings(
     repo_url="ssh://git@git.corp.example:2222/ml/gitops.git",
@@ -66,9 +68,15 @@ def settings(request) -> GitopsSettings:
 # --- what is rendered -------------------------------------------------------------------------
 
 
-def test_scaffold_renders_the_argocd_files_and_readme(settings):
+def test_scaffold_renders_the_argocd_files_pipeline_readme_and_settings(settings):
     files = scaffold(settings)
-    assert sorted(files) == ["README.md", "argocd/applicationset.yaml", "argocd/appproject.yaml"]
+    assert sorted(files) == [
+        ".gitlab-ci.yml",
+        "README.md",
+        "argocd/applicationset.yaml",
+        "argocd/appproject.yaml",
+        "gitops.yaml",
+    ]
     for path, content in files.items():
         text = content.decode("utf-8")
         assert text.endswith("\n") and not text.endswith("\n\n"), path
@@ -164,6 +172,38 @@ def test_readme_names_every_environment_namespace():
     readme = scaffold(CUSTOM)["README.md"].decode()
     for namespace in ("ml-dev", "ml-staging", "ml-prod"):
         assert f"| {namespace} |" in readme
+
+
+def test_gitops_yaml_reads_back_as_the_same_settings(settings):
+    text = scaffold(settings)["gitops.yaml"].decode()
+    assert parse_settings(text, "gitops.yaml") == settings
+
+
+def test_parent_pipeline_passes_the_gitlab_schema(settings, tmp_path):
+    ci = tmp_path / ".gitlab-ci.yml"
+    ci.write_bytes(scaffold(settings)[".gitlab-ci.yml"])
+    done = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", ci],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    pipeline = yaml.safe_load(ci.read_text())
+    assert pipeline["include"] == [
+        {"local": "models/*/.gitlab-ci-parent.yml", "rules": [{"exists": ["models/*/.gitlab-ci-parent.yml"]}]}
+    ]
+    assert pipeline["variables"]["MODELGEN_CI_IMAGE"] == settings.ci_image
+    assert pipeline["validate"]["image"] == "$MODELGEN_CI_IMAGE"
+
+
+def test_ci_image_dockerfile_passes_hadolint_and_checkov():
+    dockerfile = ROOT / "ci" / "image" / "Dockerfile"
+    for cmd in (
+        [BIN / "hadolint", "--no-color", "--failure-threshold", "error", dockerfile],
+        [BIN / "checkov", "-f", dockerfile, "--framework", "dockerfile", "--compact", "--quiet", "--skip-download"],
+    ):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 # --- settings -----------------------------------------------------------------------------------

@@ -37,11 +37,6 @@ def _fetch(project: Path, python: Path, target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def penguins_python(penguins_project, tmp_path_factory) -> Path:
-    return project_venv(penguins_project, tmp_path_factory.mktemp("venv") / "penguins")
-
-
-@pytest.fixture(scope="module")
 def anomaly_python(anomaly_project, tmp_path_factory) -> Path:
     return project_venv(anomaly_project, tmp_path_factory.mktemp("venv") / "anomaly")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,23 +15,137 @@ from modelgen.errors import ManifestError, ModelgenError
 log = logging.getLogger("modelgen")
 
 EXIT_INVALID = 1  # the manifest is wrong: the user's to fix
-EXIT_FAILED = 2  # something else went wrong (rendering, disk)
+EXIT_FAILED = 2  # something else went wrong (rendering, disk, git)
+EXIT_CONFLICTS = 3  # an upgrade left conflicts to resolve on its branch
+GITOPS_VARIABLE = "MODELGEN_GITOPS"  # the default for --gitops
 
 
 def _validate(args: argparse.Namespace) -> int:
     from modelgen.manifest import load
+    from modelgen.project import is_project, project_manifest, read_project
 
-    manifest = load(args.manifest)
-    print(f"{args.manifest}: valid ({manifest.name} {manifest.version}, {manifest.runtime}, {manifest.task})")
+    for target in args.manifest:
+        path = Path(target)
+        if path.is_dir() and is_project(path):
+            # A generated project (e.g. models/<name>/ in the GitOps repository).
+            with project_manifest(read_project(path), str(path).rstrip("/")) as manifest:
+                print(f"{target}: valid ({manifest.name} {manifest.version}, {manifest.runtime}, {manifest.task})")
+            continue
+        manifest = load(path / "model.yaml" if path.is_dir() else path)
+        print(f"{target}: valid ({manifest.name} {manifest.version}, {manifest.runtime}, {manifest.task})")
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
+    if args.gitops:
+        return _generate_into_gitops(args)
+    if args.merge_request:
+        raise ModelgenError("--merge-request needs --gitops (the GitOps repository to open it in)")
     from modelgen.api import generate
 
     result = generate(args.manifest, args.output)
     print(f"{result.path}: {'written' if result.changed else 'unchanged'} ({result.files} files)")
     return 0
+
+
+def _generate_into_gitops(args: argparse.Namespace) -> int:
+    from modelgen.gitops import GitopsRepo, publish_model
+    from modelgen.manifest import load
+
+    manifest = load(args.manifest)  # every manifest problem is reported before the repository is fetched
+    repo = GitopsRepo.open(args.gitops)
+    result = publish_model(repo, manifest, merge_request=args.merge_request, api=_api(args, repo))
+    print(result.message)
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from modelgen.gitops import GitopsRepo, diff_model
+    from modelgen.manifest import load
+
+    manifest = load(args.manifest)
+    text = diff_model(GitopsRepo.open(args.gitops), manifest)
+    sys.stdout.write(text)
+    if not text:
+        print(f"{manifest.name} {manifest.version}: no change", file=sys.stderr)
+    return 0
+
+
+def _init_gitops(args: argparse.Namespace) -> int:
+    from modelgen.gitops import init_gitops, normalize
+    from modelgen.gitops_scaffold import load_settings
+
+    target = normalize(args.target)
+    environments = [e.strip() for e in args.environments.split(",") if e.strip()] if args.environments else None
+    settings = load_settings(
+        args.config,
+        repo_url=args.repo_url or (None if args.config else _as_url(target)),
+        target_revision=args.target_branch,
+        argocd_namespace=args.argocd_namespace,
+        project=args.project,
+        environments=environments,
+        cluster=args.cluster,
+        ci_image=args.ci_image,
+    )
+    api = None
+    if args.merge_request:
+        from modelgen.merge_request import GitLabApi
+
+        api = GitLabApi.from_environment(args.gitlab_url, settings.repo_url, args.gitlab_project)
+    result = init_gitops(target, settings, merge_request=args.merge_request, api=api)
+    print(result.message)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from modelgen.gitops import GitopsRepo, list_models
+
+    rows = [
+        (m.name, m.version, m.owner, m.runtime, ",".join(m.environments), m.sha256[:12], m.last_commit)
+        for m in list_models(GitopsRepo.open(args.gitops))
+    ]
+    header = ("NAME", "VERSION", "OWNER", "RUNTIME", "ENVIRONMENTS", "SHA256", "LAST COMMIT")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from modelgen.gitops import GitopsRepo, remove_model
+
+    repo = GitopsRepo.open(args.gitops)
+    print(remove_model(repo, args.name, merge_request=args.merge_request, api=_api(args, repo)).message)
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from modelgen.gitops import GitopsRepo
+    from modelgen.upgrade import upgrade
+
+    if bool(args.names) == bool(args.all):
+        raise ModelgenError("name the models to upgrade, or pass --all (not both)")
+    repo = GitopsRepo.open(args.gitops)
+    result = upgrade(repo, None if args.all else args.names, merge_request=args.merge_request, api=_api(args, repo))
+    print(result.published.message)
+    if result.upgraded:
+        print(f"upgraded: {', '.join(result.upgraded)}")
+    for conflict in result.conflicts:
+        print(f"conflict: {conflict}", file=sys.stderr)
+    return EXIT_CONFLICTS if result.conflicts else 0
+
+
+def _api(args: argparse.Namespace, repo):
+    if not args.merge_request:
+        return None
+    from modelgen.merge_request import GitLabApi
+
+    return GitLabApi.from_environment(args.gitlab_url, repo.settings.repo_url, args.gitlab_project)
+
+
+def _as_url(target: str) -> str:
+    """What BuildConfigs clone: a local path as a file:// URL, anything else as given."""
+    return Path(target).as_uri() if target.startswith("/") else target
 
 
 def _docs(args: argparse.Namespace) -> int:
@@ -50,20 +165,78 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log what is done")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    v = sub.add_parser("validate", help="check a manifest and report every problem")
-    v.add_argument("manifest", help="path to model.yaml")
+    v = sub.add_parser("validate", help="check manifests (or generated projects) and report every problem")
+    v.add_argument("manifest", nargs="+", help="model.yaml, a folder holding one, or a generated project folder")
     v.set_defaults(run=_validate)
 
-    g = sub.add_parser("generate", help="render the model's service project")
+    g = sub.add_parser("generate", help="render the model's service project, into a folder or the GitOps repository")
     g.add_argument("manifest", help="path to model.yaml")
     g.add_argument("-o", "--output", default=".", help="folder to write <name>/ into (default: .)")
+    _gitops_options(g, required=False)
+    _merge_request_options(g)
     g.set_defaults(run=_generate)
+
+    df = sub.add_parser("diff", help="show what generate --gitops would change, as a unified diff")
+    df.add_argument("manifest", help="path to model.yaml")
+    _gitops_options(df)
+    df.set_defaults(run=_diff)
+
+    i = sub.add_parser("init-gitops", help="scaffold the GitOps repository (Argo CD, pipeline, README)")
+    i.add_argument("target", help="git URL, or a local path (a new bare repository if it does not exist)")
+    i.add_argument("--config", help="a gitops.yaml with the settings below; options override it")
+    i.add_argument("--repo-url", help="the URL Argo CD and builds clone (default: TARGET)")
+    i.add_argument("--target-branch", help="the branch Argo CD deploys (default: main)")
+    i.add_argument("--environments", help="comma-separated environments (default: dev,prod)")
+    i.add_argument("--argocd-namespace", help="namespace of the Argo CD instance (default: openshift-gitops)")
+    i.add_argument("--project", help="Argo CD project and ApplicationSet name (default: models)")
+    i.add_argument("--cluster", help="API server Argo CD deploys to (default: https://kubernetes.default.svc)")
+    i.add_argument("--ci-image", help="image of the repository's validate job")
+    _merge_request_options(i)
+    i.set_defaults(run=_init_gitops)
+
+    ls = sub.add_parser("list", help="the models in the GitOps repository")
+    _gitops_options(ls)
+    ls.set_defaults(run=_list)
+
+    rm = sub.add_parser("remove", help="a merge request deleting a model (Argo CD prunes it)")
+    rm.add_argument("name")
+    _gitops_options(rm)
+    _merge_request_options(rm)
+    rm.set_defaults(run=_remove)
+
+    up = sub.add_parser("upgrade", help="re-render models from the current templates, keeping hand edits")
+    up.add_argument("names", nargs="*", metavar="NAME")
+    up.add_argument("--all", action="store_true", help="every model in the repository")
+    _gitops_options(up)
+    _merge_request_options(up)
+    up.set_defaults(run=_upgrade)
 
     d = sub.add_parser("docs", help="print reference documentation")
     d.add_argument("topic", choices=["manifest"])
     d.add_argument("-o", "--output", help="write to this file instead of stdout")
     d.set_defaults(run=_docs)
     return p
+
+
+def _gitops_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    default = os.environ.get(GITOPS_VARIABLE)
+    p.add_argument(
+        "--gitops",
+        metavar="PATH_OR_URL",
+        default=default,
+        required=required and not default,
+        help=f"the GitOps repository (default: ${GITOPS_VARIABLE})",
+    )
+
+
+def _merge_request_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--merge-request", action="store_true", help="open a merge request for the pushed branch")
+    p.add_argument(
+        "--gitlab-url",
+        help="open it through GitLab's API at this URL (default: $GITLAB_URL; token from $GITLAB_TOKEN), "
+        "instead of with push options",
+    )
+    p.add_argument("--gitlab-project", help="project path for the API (default: from the repository URL)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ deploy them (``argocd/``) and the repository's README. Like ``render`` it never 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -17,6 +18,7 @@ from jinja2 import TemplateError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from modelgen import __version__
 from modelgen.errors import ModelgenError, RenderError
 
 Files = dict[str, bytes]
@@ -42,6 +44,10 @@ class GitopsSettings:
     cluster: str = "https://kubernetes.default.svc"
     # Must agree with the namespace the overlays set (cookiecutters/common/overlay/kustomization.yaml).
     namespace_prefix: str = "models-"
+    # The image the repository's validate job runs in (built from modelgen's ci/image/Dockerfile).
+    ci_image: str = f"registry.example.com/platform/modelgen-ci:{__version__}"
+    # The Kubernetes API the validate job checks rendered objects against (OpenShift 4.17).
+    kubernetes_version: str = "1.30.0"
 
     def __post_init__(self) -> None:
         # A list from YAML or a CLI option becomes a tuple, so settings stay hashable and frozen.
@@ -107,44 +113,88 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ModelgenError(f"cannot read {path}: {err.strerror or err}") from err
     except YAMLError as err:
         raise ModelgenError(f"{path} is not valid YAML: {err}") from err
+    return _checked(data, str(path))
+
+
+def _checked(data: Any, where: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ModelgenError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        raise ModelgenError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
     unknown = sorted(str(k) for k in set(data) - set(ALLOWED_KEYS))
     if unknown:
-        raise ModelgenError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(ALLOWED_KEYS)}")
+        raise ModelgenError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(ALLOWED_KEYS)}")
     return dict(data)
 
 
 def gitops_dir() -> Path:
     """Where the GitOps repository's templates are: the source checkout's ``gitops/``, else the wheel's copy."""
-    checkout = Path(__file__).resolve().parents[2] / "gitops"
+    return _source("gitops")
+
+
+def ci_dir() -> Path:
+    """Where the GitOps repository's pipeline template is: the checkout's ``ci/``, else the wheel's copy."""
+    return _source("ci")
+
+
+def _source(name: str) -> Path:
+    checkout = Path(__file__).resolve().parents[2] / name
     if checkout.is_dir():
         return checkout
-    return Path(str(resources.files("modelgen"))) / "_gitops"
+    return Path(str(resources.files("modelgen"))) / f"_{name}"
+
+
+# ci/ also holds the CI image's Dockerfile, which the platform team builds once; only the
+# pipeline goes into the repository.
+CI_FILES = {"gitlab-ci.yml": ".gitlab-ci.yml"}
 
 
 def scaffold(settings: GitopsSettings) -> Files:
-    """Render every file of ``gitops/``; keys are POSIX paths relative to the repository's root.
+    """Render every file of the GitOps repository except ``models/``; keys are POSIX paths from its root.
 
     >>> files = scaffold(GitopsSettings("https://gitlab.example.com/platform/models.git"))
     >>> sorted(files)
-    ['README.md', 'argocd/applicationset.yaml', 'argocd/appproject.yaml']
+    ['.gitlab-ci.yml', 'README.md', 'argocd/applicationset.yaml', 'argocd/appproject.yaml', 'gitops.yaml']
     """
     source = gitops_dir()
     if not source.is_dir():
         raise RenderError(f"no GitOps templates at {source}")
-    # Argo CD's own Go templates ({{.path.basename}}) are escaped with {% raw %} in the sources.
-    jinja = StrictEnvironment(keep_trailing_newline=True)
     files: Files = {}
     for path in sorted(source.rglob("*")):
-        if not path.is_file() or "__pycache__" in path.parts:
-            continue
-        rel = path.relative_to(source).as_posix()
-        try:
-            text = jinja.from_string(path.read_text("utf-8")).render(settings=settings)
-        except TemplateError as err:
-            raise RenderError(f"rendering {path} failed: {type(err).__name__} {err}") from err
-        files[rel] = text.encode("utf-8")
-    return files
+        if path.is_file() and "__pycache__" not in path.parts:
+            files[path.relative_to(source).as_posix()] = _render(path, settings)
+    for name, target in CI_FILES.items():
+        files[target] = _render(ci_dir() / name, settings)
+    files[CONFIG_FILE] = settings_text(settings).encode("utf-8")
+    return dict(sorted(files.items()))
+
+
+def _render(path: Path, settings: GitopsSettings) -> bytes:
+    # Argo CD's own Go templates ({{.path.basename}}) are escaped with {% raw %} in the sources.
+    jinja = StrictEnvironment(keep_trailing_newline=True)
+    try:
+        return jinja.from_string(path.read_text("utf-8")).render(settings=settings).encode("utf-8")
+    except (OSError, TemplateError) as err:
+        raise RenderError(f"rendering {path} failed: {type(err).__name__} {err}") from err
+
+
+def settings_text(settings: GitopsSettings) -> str:
+    """``gitops.yaml`` as the repository keeps it: later commands read their settings from it."""
+    lines = [
+        "# Settings of this GitOps repository, written by `modelgen init-gitops`; modelgen commands",
+        "# that change the repository read them from here.",
+    ]
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        shown = "[" + ", ".join(json.dumps(v) for v in value) + "]" if isinstance(value, tuple) else json.dumps(value)
+        lines.append(f"{f.name}: {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_settings(text: str, where: str) -> GitopsSettings:
+    """Settings from the text of a repository's ``gitops.yaml``."""
+    try:
+        data = YAML(typ="safe").load(text)
+    except YAMLError as err:
+        raise ModelgenError(f"{where} is not valid YAML: {err}") from err
+    return load_settings(None, **_checked(data, where))

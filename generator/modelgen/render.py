@@ -6,7 +6,9 @@ place that touches the caller's disk.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import tempfile
 from dataclasses import asdict
 from importlib import resources
@@ -28,26 +30,36 @@ DEFAULT_GITOPS_REPO_URL = "https://gitlab.example.com/platform/models.git"
 Files = dict[str, bytes]
 
 
-def templates_dir() -> Path:
-    """Where the cookiecutter templates are: the source checkout, else inside the wheel.
+# A folder laid out like cookiecutters/ (a platform team's fork of the templates) wins over both.
+TEMPLATES_VARIABLE = "MODELGEN_TEMPLATES"
 
-    The checkout wins so that an editable install renders the templates being edited, not
-    the copy hatchling put in site-packages when it was installed.
+
+def templates_dir() -> Path:
+    """Where the cookiecutter templates are: ``$MODELGEN_TEMPLATES``, the source checkout, else the wheel's.
+
+    The checkout wins over the wheel so that an editable install renders the templates being
+    edited, not the copy hatchling put in site-packages when it was installed.
     """
+    if os.environ.get(TEMPLATES_VARIABLE):
+        return Path(os.environ[TEMPLATES_VARIABLE])
     checkout = Path(__file__).resolve().parents[2] / "cookiecutters"
     if (checkout / COMMON).is_dir():
         return checkout
     return Path(str(resources.files("modelgen"))) / "_templates"
 
 
-def template_for(manifest: Manifest) -> Path:
-    return templates_dir() / f"{manifest.runtime}-model"
-
-
 # Parts every runtime shares (deploy/, CI) come from one template, rendered first; the
 # runtime's own template is laid over it. ``overlay/`` is rendered once per environment.
 COMMON = "common"
 OVERLAY = "overlay"
+# Files a project takes from the model's folder instead of a template (see _verbatim_files).
+RECORD = ".modelgen.json"
+SAMPLE = "tests/sample.json"
+CODE_DIR = "model_code"
+
+
+def is_verbatim(path: str) -> bool:
+    return path in ("model.yaml", SAMPLE, RECORD) or path.startswith(f"{CODE_DIR}/")
 
 
 def context(manifest: Manifest, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) -> dict[str, Any]:
@@ -77,7 +89,9 @@ def context(manifest: Manifest, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) 
     }
 
 
-def render(manifest: Manifest, *, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) -> Files:
+def render(
+    manifest: Manifest, *, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL, templates: Path | None = None
+) -> Files:
     """Render the project for ``manifest``; keys are POSIX paths relative to the project root.
 
     >>> from modelgen.manifest import load
@@ -85,18 +99,47 @@ def render(manifest: Manifest, *, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL
     >>> sorted(files)[:2]
     ['.gitlab-ci.yml', '.modelgen.json']
     """
-    template = template_for(manifest)
-    if not (template / "cookiecutter.json").is_file():
-        raise RenderError(f"no template for runtime {manifest.runtime!r} at {template}")
+    root = templates or templates_dir()
     ctx = context(manifest, gitops_repo_url)
-    common = templates_dir() / COMMON
+    files = render_inputs(ctx, root)
+    files.update(_verbatim_files(manifest, ctx, template_version(manifest.runtime, root)))
+    return dict(sorted(files.items()))
+
+
+def render_inputs(ctx: dict[str, Any], root: Path) -> Files:
+    """The templated part of a project, from a context as ``context`` makes it (or as
+    ``.modelgen.json`` recorded it) and the templates under ``root``; upgrades render the
+    recorded inputs with the recorded templates to know what was generated before."""
+    template = root / f"{ctx['runtime']}-model"
+    if not (template / "cookiecutter.json").is_file():
+        raise RenderError(f"no template for runtime {ctx['runtime']!r} at {template}")
+    common = root / COMMON
     files: Files = {}
     for source in (common, template):
         files.update(_cookiecutter(source, ctx))
     for env in ctx["environments"]:
         files.update(_overlay(common / OVERLAY, ctx, env))
-    files.update(_verbatim_files(manifest, ctx))
-    return dict(sorted(files.items()))
+    return files
+
+
+def template_files(runtime: str, root: Path | None = None) -> Files:
+    """The template sources a ``runtime`` project is rendered from, keyed ``common/...`` and
+    ``<runtime>-model/...``: what a GitOps repository stores to re-render old projects."""
+    root = root or templates_dir()
+    files: Files = {}
+    for name in (COMMON, f"{runtime}-model"):
+        for rel, data in _read_tree(root / name).items():
+            files[f"{name}/{rel}"] = data
+    return files
+
+
+def template_version(runtime: str, root: Path | None = None) -> str:
+    """A digest of the templates a ``runtime`` project is rendered from (16 hex digits)."""
+    digest = hashlib.sha256()
+    for rel, data in sorted(template_files(runtime, root).items()):
+        digest.update(f"{rel}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:16]
 
 
 def _cookiecutter(template: Path, ctx: dict[str, Any]) -> Files:
@@ -147,14 +190,19 @@ def _read_tree(root: Path) -> Files:
     }
 
 
-def _verbatim_files(manifest: Manifest, ctx: dict[str, Any]) -> Files:
+def _verbatim_files(manifest: Manifest, ctx: dict[str, Any], version: str) -> Files:
     """Files copied from the model's folder rather than rendered."""
     files: Files = {
         "model.yaml": manifest.text.encode("utf-8"),
-        "tests/sample.json": (json.dumps(manifest.sample, indent=1) + "\n").encode("utf-8"),
-        ".modelgen.json": (
+        SAMPLE: (json.dumps(manifest.sample, indent=1) + "\n").encode("utf-8"),
+        RECORD: (
             json.dumps(
-                {"template": manifest.runtime + "-model", "modelgen": __version__, "inputs": ctx},
+                {
+                    "template": f"{manifest.runtime}-model",
+                    "template_version": version,
+                    "modelgen": __version__,
+                    "inputs": ctx,
+                },
                 indent=2,
                 sort_keys=True,
             )
@@ -163,5 +211,5 @@ def _verbatim_files(manifest: Manifest, ctx: dict[str, Any]) -> Files:
     }
     for rel in manifest.code:
         source = manifest.base_dir / rel
-        files[f"model_code/{source.name}"] = source.read_bytes()
+        files[f"{CODE_DIR}/{source.name}"] = source.read_bytes()
     return files

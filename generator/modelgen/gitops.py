@@ -1,0 +1,475 @@
+"""The GitOps repository: fetch it, change ``models/`` on a branch, push, ask for the merge request.
+
+modelgen works in a bare clone kept under ``$MODELGEN_CACHE`` (default ``~/.cache/modelgen``)
+and builds every commit without a working tree (see ``git``), so nothing it does can leave a
+checkout half-changed; a failed push leaves the clone exactly as the last fetch left it.
+Every change goes to a branch ``modelgen/...`` and a merge request; only ``init-gitops`` on
+an empty repository pushes to the target branch, since there is nothing to review yet.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from modelgen import __version__
+from modelgen.errors import ModelgenError
+from modelgen.git import Changes, Entry, Git, GitError, push
+from modelgen.gitops_scaffold import CONFIG_FILE, GitopsSettings, parse_settings, scaffold
+from modelgen.manifest import Manifest
+from modelgen.merge_request import GitLabApi, MergeRequest
+from modelgen.render import RECORD, Files, render, template_files, template_version
+
+log = logging.getLogger(__name__)
+
+CACHE_VARIABLE = "MODELGEN_CACHE"
+MODELS = "models"
+# Every template version a model in the repository was rendered from, so that `upgrade` can
+# re-render what was generated before and merge the hand edits made since.
+STORE = ".modelgen/templates"
+_URL = re.compile(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
+
+
+class GitopsError(ModelgenError):
+    """The GitOps repository cannot take this change."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a command did to the GitOps repository."""
+
+    message: str
+    branch: str | None = None
+    commit: str | None = None
+    merge_request: MergeRequest | None = None
+    merge_request_url: str | None = None
+    changed: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def pushed(self) -> bool:
+        return self.commit is not None
+
+
+def blob_sha(data: bytes) -> str:
+    """The id git gives ``data`` as a blob, computed without asking git."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def normalize(url_or_path: str | Path) -> str:
+    """A remote as git should see it: URLs as given, local paths made absolute."""
+    text = str(url_or_path)
+    return text if _URL.match(text) else str(Path(text).expanduser().resolve())
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "modelgen")
+
+
+class GitopsRepo:
+    """A GitOps repository, as fetched into modelgen's bare clone of it."""
+
+    def __init__(self, url: str, git: Git):
+        self.url = url
+        self.git = git
+        self.target = self._default_branch()
+        self.head = git.resolve(f"refs/remotes/origin/{self.target}") if self.target else None
+        self._settings: GitopsSettings | None = None
+
+    @classmethod
+    def open(cls, url_or_path: str | Path, *, cache: Path | None = None) -> GitopsRepo:
+        """Clone ``url_or_path`` into the cache, or fetch it if it is there already."""
+        url = normalize(url_or_path)
+        if not _URL.match(url) and not Path(url).exists():
+            raise GitopsError(f"no git repository at {url}")
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", url).strip("-")[-40:]
+        path = (cache or cache_root()) / "gitops" / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.git"
+        git = Git(path)
+        if not (path / "HEAD").is_file():
+            path.mkdir(parents=True, exist_ok=True)
+            git.run("init", "--bare", "--quiet")
+            git.run("remote", "add", "origin", url)
+        elif git.text("remote", "get-url", "origin") != url:
+            git.run("remote", "set-url", "origin", url)
+        log.info("fetching %s", url)
+        try:
+            git.run("fetch", "--prune", "--quiet", "origin")
+        except GitError as err:
+            raise GitopsError(f"cannot fetch the GitOps repository {url}: {err}") from err
+        return cls(url, git)
+
+    def _default_branch(self) -> str | None:
+        try:
+            self.git.run("remote", "set-head", "origin", "--auto")
+            ref = self.git.text("symbolic-ref", "refs/remotes/origin/HEAD")
+        except GitError:
+            return None  # an empty repository
+        return ref.removeprefix("refs/remotes/origin/")
+
+    @property
+    def empty(self) -> bool:
+        return self.head is None
+
+    @property
+    def settings(self) -> GitopsSettings:
+        """The repository's own ``gitops.yaml``; its target branch wins over the remote's default."""
+        if self._settings is None:
+            data = self.read([CONFIG_FILE]).get(CONFIG_FILE)
+            if data is None:
+                raise GitopsError(
+                    f"{self.url} has no {CONFIG_FILE} on {self.target or 'any branch'}: "
+                    "it is not a GitOps repository made by `modelgen init-gitops`"
+                )
+            self._settings = parse_settings(data.decode("utf-8"), f"{self.url}:{CONFIG_FILE}")
+            if self._settings.target_revision != self.target:
+                self.target = self._settings.target_revision
+                self.head = self.git.resolve(f"refs/remotes/origin/{self.target}")
+                if self.head is None:
+                    raise GitopsError(f"{self.url} has no branch {self.target} (target_revision in {CONFIG_FILE})")
+        return self._settings
+
+    def branch_head(self, branch: str) -> str | None:
+        return self.git.resolve(f"refs/remotes/origin/{branch}")
+
+    def entries(self, commit: str | None = None, prefix: str = "") -> dict[str, Entry]:
+        return self.git.tree(commit or self.head, prefix)
+
+    def read(self, paths: Iterable[str], commit: str | None = None) -> Files:
+        tree = self.entries(commit)
+        return self.git.read({p: tree[p] for p in paths if p in tree})
+
+    def files(self, prefix: str, commit: str | None = None) -> Files:
+        """Every file under ``prefix`` at ``commit`` (default: the target branch), paths relative to it."""
+        entries = self.entries(commit, prefix)
+        return {p.removeprefix(prefix): data for p, data in self.git.read(entries).items()}
+
+    def models(self, commit: str | None = None) -> list[str]:
+        names = {p.split("/")[1] for p in self.entries(commit, MODELS) if p.count("/") >= 2}
+        return sorted(n for n in names if f"{MODELS}/{n}/model.yaml" in self.entries(commit, f"{MODELS}/{n}"))
+
+    def last_commit(self, path: str) -> str:
+        if self.head is None:
+            return ""
+        return self.git.text("log", "-1", "--format=%h %cs %s", self.head, "--", path)
+
+    def publish(
+        self,
+        changes: Changes,
+        *,
+        branch: str,
+        message: str,
+        merge_request: MergeRequest | None,
+        api: GitLabApi | None = None,
+    ) -> Published:
+        """Commit ``changes`` on top of the target branch as ``branch`` and push it; no-op when nothing changes."""
+        commit = self.git.commit(self.head, changes, message)
+        existing = self.branch_head(branch)
+        if existing and self.git.tree_of(existing) == self.git.tree_of(commit):
+            return Published(f"branch {branch} already holds this change: nothing to push", branch=branch)
+        options = merge_request.push_options() if merge_request and api is None else ()
+        push(self.git, commit, branch, options=options, expect=existing or "")
+        url = api.open(merge_request) if merge_request and api else None
+        how = ""
+        if merge_request:
+            how = f"; merge request {url}" if url else f"; merge request into {merge_request.target} requested"
+        return Published(
+            f"pushed {branch} ({commit[:12]}){how}",
+            branch=branch,
+            commit=commit,
+            merge_request=merge_request,
+            merge_request_url=url,
+            changed=tuple(sorted(changes)),
+        )
+
+
+def changes_under(prefix: str, current: Mapping[str, Entry], desired: Mapping[str, bytes]) -> dict[str, bytes | None]:
+    """What makes the files under ``prefix`` exactly ``desired`` (paths from the repository's root)."""
+    out: dict[str, bytes | None] = {p: None for p in current if p.startswith(prefix) and p not in desired}
+    for path, data in desired.items():
+        entry = current.get(path)
+        if entry is None or entry.sha != blob_sha(data):
+            out[path] = data
+    return dict(sorted(out.items()))
+
+
+def store_changes(repo: GitopsRepo, after: Mapping[str, Entry | bytes | None]) -> dict[str, bytes | None]:
+    """Add the templates the models will reference and drop those none references any more.
+
+    ``after`` is the repository's tree once the other changes are applied (new contents as bytes).
+    """
+    records = {p: v for p, v in after.items() if p.startswith(f"{MODELS}/") and p.endswith(f"/{RECORD}")}
+    stored = {p: e.sha for p, e in repo.entries(prefix=STORE).items()}
+    read = repo.git.read({p: v for p, v in records.items() if isinstance(v, Entry)})
+    wanted: set[str] = set()
+    for path, value in records.items():
+        data = value if isinstance(value, bytes) else read.get(path)
+        if data is None:
+            continue
+        try:
+            rec = json.loads(data)
+            wanted.add(f"{rec['template']}-{rec['template_version']}")
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s has no template version: upgrades of it cannot keep hand edits", path)
+    out: dict[str, bytes | None] = {p: None for p in stored if p.split("/")[2] not in wanted}
+    have = {p.split("/")[2] for p in stored}
+    for name in sorted(wanted - have):
+        template, version = name.rsplit("-", 1)
+        runtime = template.removesuffix("-model")
+        if template_version(runtime) != version:
+            log.warning("templates %s are not stored and not the installed ones: cannot store them", name)
+            continue
+        for rel, data in template_files(runtime).items():
+            out[f"{STORE}/{name}/{rel}"] = data
+    return out
+
+
+def apply(entries: Mapping[str, Entry], changes: Changes) -> dict[str, Entry | bytes | None]:
+    after: dict[str, Entry | bytes | None] = dict(entries)
+    for path, data in changes.items():
+        if data is None:
+            after.pop(path, None)
+        else:
+            after[path] = data
+    return after
+
+
+# --- model commands -------------------------------------------------------------------------
+
+
+def model_changes(repo: GitopsRepo, manifest: Manifest) -> dict[str, bytes | None]:
+    """Every change ``generate`` would make for ``manifest``: its folder, and the stored templates."""
+    settings = repo.settings
+    missing = [e.name for e in manifest.environments if e.name not in settings.environments]
+    if missing:
+        raise GitopsError(
+            f"{manifest.path}: environment(s) {', '.join(missing)} are not environments of the GitOps repository "
+            f"(allowed: {', '.join(settings.environments)}; see its {CONFIG_FILE})"
+        )
+    files = render(manifest, gitops_repo_url=settings.repo_url)
+    prefix = f"{MODELS}/{manifest.name}/"
+    entries = repo.entries()
+    changes = changes_under(prefix, entries, {prefix + p: d for p, d in files.items()})
+    changes.update(store_changes(repo, apply(entries, changes)))
+    return dict(sorted(changes.items()))
+
+
+def publish_model(
+    repo: GitopsRepo,
+    manifest: Manifest,
+    *,
+    merge_request: bool = False,
+    api: GitLabApi | None = None,
+) -> Published:
+    """``generate --gitops``: the model's folder on branch ``modelgen/<name>-<version>``, pushed."""
+    settings = repo.settings
+    name, version = manifest.name, manifest.version
+    branch = f"modelgen/{name}-{version}"
+    before = _deployed(repo, name, repo.head)
+    for where, ref in ((settings.target_revision, repo.head), (branch, repo.branch_head(branch))):
+        _refuse_other_artifact(manifest, _deployed(repo, name, ref) if ref else None, where)
+    changes = model_changes(repo, manifest)
+    if not changes:
+        return Published(f"{name} {version} is already on {settings.target_revision}: nothing to do")
+    change = f"update {before['version']} → {version}" if before else "new model"
+    artifact = manifest.artifact
+    message = (
+        f"{name} {version} ({change})\n\n"
+        f"Model: {name}\nVersion: {version}\nArtifact: {artifact['uri']}\nArtifact-SHA256: {artifact['sha256']}\n"
+        f"Owner: {manifest.owner}\nGenerated-By: modelgen {__version__}\n"
+    )
+    mr = None
+    if merge_request:
+        mr = MergeRequest(
+            source=branch,
+            target=settings.target_revision,
+            title=f"{name} {version} ({change})",
+            description=(
+                f"Deploys model {name} {version} ({change}), owned by {manifest.owner}. "
+                f"Artifact {artifact['uri']} sha256 {artifact['sha256']}. "
+                f"Environments: {', '.join(e.name for e in manifest.environments)}. "
+                f"Generated by modelgen {__version__}."
+            ),
+            labels=("modelgen", f"model:{name}"),
+        )
+    return repo.publish(changes, branch=branch, message=message, merge_request=mr, api=api)
+
+
+def remove_model(
+    repo: GitopsRepo, name: str, *, merge_request: bool = False, api: GitLabApi | None = None
+) -> Published:
+    """A branch deleting ``models/<name>/``; once merged, Argo CD prunes the model's Applications."""
+    settings = repo.settings
+    prefix = f"{MODELS}/{name}/"
+    entries = repo.entries()
+    if not any(p.startswith(prefix) for p in entries):
+        raise GitopsError(
+            f"there is no model {name} on {settings.target_revision} (models: {', '.join(repo.models())})"
+        )
+    changes: dict[str, bytes | None] = {p: None for p in entries if p.startswith(prefix)}
+    changes.update(store_changes(repo, apply(entries, changes)))
+    branch = f"modelgen/remove-{name}"
+    mr = None
+    if merge_request:
+        mr = MergeRequest(
+            source=branch,
+            target=settings.target_revision,
+            title=f"Remove model {name}",
+            description=f"Deletes models/{name}/: Argo CD then prunes its Applications and objects in every "
+            "environment.",
+            labels=("modelgen", f"model:{name}"),
+        )
+    message = f"Remove model {name}\n\nModel: {name}\nGenerated-By: modelgen {__version__}\n"
+    return repo.publish(changes, branch=branch, message=message, merge_request=mr, api=api)
+
+
+@dataclass(frozen=True)
+class Listed:
+    name: str
+    version: str
+    owner: str
+    runtime: str
+    environments: tuple[str, ...]
+    sha256: str
+    last_commit: str
+
+
+def list_models(repo: GitopsRepo) -> list[Listed]:
+    repo.settings  # noqa: B018 - fails clearly on a repository init-gitops did not make
+    out = []
+    for name in repo.models():
+        info = _deployed(repo, name, repo.head) or {}
+        out.append(
+            Listed(
+                name=name,
+                version=str(info.get("version", "?")),
+                owner=str(info.get("owner", "?")),
+                runtime=str(info.get("runtime", "?")),
+                environments=tuple(info.get("environments", ())),
+                sha256=str(info.get("sha256", "?")),
+                last_commit=repo.last_commit(f"{MODELS}/{name}"),
+            )
+        )
+    return out
+
+
+def diff_model(repo: GitopsRepo, manifest: Manifest) -> str:
+    """What ``generate`` would change, as a unified diff against the target branch ('' when nothing)."""
+    changes = model_changes(repo, manifest)
+    old = repo.read([p for p in changes])
+    chunks = []
+    for path, new in changes.items():
+        chunks.append(unified(path, old.get(path), new))
+    return "".join(chunks)
+
+
+def unified(path: str, old: bytes | None, new: bytes | None) -> str:
+    try:
+        a = old.decode("utf-8").splitlines(keepends=True) if old is not None else []
+        b = new.decode("utf-8").splitlines(keepends=True) if new is not None else []
+    except UnicodeDecodeError:
+        return f"Binary files a/{path} and b/{path} differ\n"
+    lines = list(
+        difflib.unified_diff(
+            a, b, fromfile=f"a/{path}" if old is not None else "/dev/null", tofile=f"b/{path}" if new else "/dev/null"
+        )
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+# --- init-gitops -----------------------------------------------------------------------------
+
+
+def init_gitops(
+    url_or_path: str | Path,
+    settings: GitopsSettings,
+    *,
+    merge_request: bool = False,
+    api: GitLabApi | None = None,
+    cache: Path | None = None,
+) -> Published:
+    """Scaffold the repository: argocd/, the pipeline, README and gitops.yaml.
+
+    A local path that does not exist yet becomes a new bare repository. An empty repository
+    gets the scaffold as its first commit on the target branch; one with history gets a branch.
+    """
+    url = normalize(url_or_path)
+    if not _URL.match(url) and not (Path(url).exists() and any(Path(url).iterdir())):
+        Path(url).mkdir(parents=True, exist_ok=True)
+        Git(Path(url)).run("init", "--bare", "--quiet", f"--initial-branch={settings.target_revision}")
+        # Push options reach the hooks only if the receiving repository advertises them.
+        Git(Path(url)).run("config", "receive.advertisePushOptions", "true")
+    repo = GitopsRepo.open(url, cache=cache)
+    files = scaffold(settings)
+    if repo.empty:
+        commit = repo.git.commit(None, files, "Scaffold the GitOps repository\n\nGenerated-By: modelgen init-gitops\n")
+        push(repo.git, commit, settings.target_revision, expect="")
+        return Published(
+            f"initialized {url} ({settings.target_revision} at {commit[:12]})",
+            branch=settings.target_revision,
+            commit=commit,
+            changed=tuple(sorted(files)),
+        )
+    repo.target = settings.target_revision
+    repo.head = repo.git.resolve(f"refs/remotes/origin/{repo.target}")
+    changes = changes_under("", {p: e for p, e in repo.entries().items() if p in files}, files)
+    if not changes:
+        return Published(f"{url} is already initialized with these settings: nothing to do")
+    mr = None
+    if merge_request:
+        mr = MergeRequest(
+            source="modelgen/init-gitops",
+            target=settings.target_revision,
+            title="Scaffold the GitOps repository",
+            description="Argo CD AppProject and ApplicationSet, the repository's pipeline, README and gitops.yaml.",
+        )
+    return repo.publish(
+        changes,
+        branch="modelgen/init-gitops",
+        message="Scaffold the GitOps repository\n\nGenerated-By: modelgen init-gitops\n",
+        merge_request=mr,
+        api=api,
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _deployed(repo: GitopsRepo, name: str, commit: str | None) -> dict[str, Any] | None:
+    """Name, version, owner, runtime, environments and artifact of ``models/<name>/model.yaml`` at ``commit``."""
+    if commit is None:
+        return None
+    path = f"{MODELS}/{name}/model.yaml"
+    data = repo.read([path], commit).get(path)
+    if data is None:
+        return None
+    try:
+        doc = YAML(typ="safe").load(data)
+        meta, spec = doc["metadata"], doc["spec"]
+        return {
+            "version": str(meta["version"]),
+            "owner": meta.get("owner", ""),
+            "runtime": spec.get("runtime", ""),
+            "environments": [e if isinstance(e, str) else e.get("name") for e in spec.get("environments", [])],
+            "sha256": spec["artifact"]["sha256"],
+            "uri": spec["artifact"]["uri"],
+        }
+    except (YAMLError, KeyError, TypeError, AttributeError) as err:
+        raise GitopsError(f"{path} on {commit[:12]} is not a readable manifest: {err}") from err
+
+
+def _refuse_other_artifact(manifest: Manifest, deployed: dict[str, Any] | None, where: str) -> None:
+    if deployed and deployed["version"] == manifest.version and deployed["sha256"] != manifest.artifact["sha256"]:
+        raise GitopsError(
+            f"{manifest.name} {manifest.version} on {where} has artifact sha256 {deployed['sha256']}, this manifest "
+            f"{manifest.artifact['sha256']}: a version's artifact never changes; give the new artifact a new version"
+        )
