@@ -16,10 +16,26 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-# Debian tools the tests use for real (wrk only for bench/).
-system-deps:
+# Debian packages the tests run for real: git (GitOps remotes), rsync (gitlab-ci-local), nginx
+# (the HTTP model registry), R with plumber and the example's packages (the R template).
+APT_PACKAGES := git rsync nginx-light apache2-utils \
+	r-base-core r-cran-plumber r-cran-jsonlite r-cran-digest r-cran-caret r-cran-palmerpenguins \
+	r-cran-packrat r-cran-ranger r-cran-recipes r-cran-mlr r-cran-future r-cran-promises r-cran-callr \
+	r-cran-fastmap r-cran-glmnet r-cran-randomforest
+# 4.73.0 is the last gitlab-ci-local that runs on Node 20.
+GITLAB_CI_LOCAL := .work/npm/node_modules/.bin/gitlab-ci-local
+
+system-deps: $(GITLAB_CI_LOCAL)
 	@command -v kubectl >/dev/null || { echo "kubectl is required (kubectl kustomize)"; exit 1; }
-	@command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
+	@missing="$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(GITLAB_CI_LOCAL):
+	mkdir -p .work/npm
+	npm install --silent --no-audit --no-fund --prefix .work/npm gitlab-ci-local@4.73.0
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
