@@ -1,14 +1,17 @@
-"""`make demo`: the whole path on this machine, with a local folder as the model registry.
+"""`make demo`: the whole path on this machine, with embedded stand-ins for Nexus and GitLab.
 
-train the penguins pipeline → put the artifact in the registry (.work/registry) → generate the
-service project (.work/out/penguin-species) → fetch the artifact as the init container does →
-start the service with its real server → one JSON and one CSV prediction → stop it.
+train the penguins pipeline → put the artifact in the registry (a local folder, .work/registry)
+→ `modelgen init-gitops` (a local bare repository, .work/gitops.git) → `modelgen generate
+--gitops --merge-request` (branch + push options) → accept the merge request (merge into main)
+→ `modelgen list` → check out main as Argo CD would → fetch the artifact as the init container
+does → start the service with its real server → one JSON and one CSV prediction → stop it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,14 +59,43 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> float:
 
 def main() -> None:
     py = sys.executable
-    trained, registry, out = WORK / "trained", WORK / "registry", WORK / "out"
+    trained, registry = WORK / "trained", WORK / "registry"
 
     step("train examples/penguins (registry: local folder)")
     run(py, ROOT / "examples/penguins/train.py", "--out", trained, "--registry", registry)
 
-    step("modelgen generate")
-    run(Path(py).parent / "modelgen", "generate", trained / "model.yaml", "-o", out)
-    project = out / "penguin-species"
+    modelgen = Path(py).parent / "modelgen"
+    gitops = WORK / "gitops.git"
+    os.environ["MODELGEN_CACHE"] = str(WORK / "cache")  # the clone modelgen works in
+
+    step("modelgen init-gitops (GitOps remote: a local bare repository)")
+    run(modelgen, "init-gitops", gitops)
+
+    step("modelgen generate --gitops --merge-request")
+    run(modelgen, "generate", trained / "model.yaml", "--gitops", gitops, "--merge-request")
+
+    step("accept the merge request (what a reviewer does in GitLab)")
+    checkout = WORK / "checkout"
+    if checkout.exists():
+        shutil.rmtree(checkout)
+    git = ["git", "-c", "user.name=Reviewer", "-c", "user.email=reviewer@example.com"]
+    run(*git, "clone", "--quiet", gitops, checkout)
+    branches = subprocess.run(
+        ["git", "branch", "-r", "--no-merged", "origin/main", "--list", "origin/modelgen/*"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for branch in branches:
+        run(*git, "merge", "--no-ff", "--quiet", "-m", f"Merge {branch}", branch, cwd=checkout)
+        print(f"merged {branch}")
+    run(*git, "push", "--quiet", "origin", "main", cwd=checkout)
+
+    step("modelgen list")
+    run(modelgen, "list", "--gitops", gitops)
+
+    project = checkout / "models" / "penguin-species"
     contract = json.loads((project / "app/contract.json").read_text())
     artifact = contract["artifact"]
 
