@@ -185,3 +185,25 @@ def test_cli_reports_a_broken_manifest_without_traceback(manifest, tmp_path):
     assert f"{manifest}:10: spec.task:" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("template", ["common", "python-model"])
+def test_in_memory_rendering_equals_cookiecutter_generate_files(manifest, tmp_path, template):
+    """render's own pass over a template must write exactly what cookiecutter writes."""
+    from cookiecutter.generate import generate_files
+
+    source = render_module.templates_dir() / template
+    ctx = render_module.context(load(manifest))
+    verbatim = json.loads((source / "cookiecutter.json").read_text()).get("_copy_without_render", [])
+    project = generate_files(
+        repo_dir=str(source),
+        context={"cookiecutter": {**ctx, "_template": template, "_copy_without_render": verbatim}},
+        output_dir=str(tmp_path),
+        accept_hooks=False,
+    )
+    expected = {
+        p.relative_to(project).as_posix(): p.read_bytes()
+        for p in Path(project).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert render_module._cookiecutter(source, ctx) == expected

@@ -85,6 +85,7 @@ class GitopsRepo:
         self.target = self._default_branch()
         self.head = git.resolve(f"refs/remotes/origin/{self.target}") if self.target else None
         self._settings: GitopsSettings | None = None
+        self._trees: dict[str, dict[str, Entry]] = {}
 
     @classmethod
     def open(cls, url_or_path: str | Path, *, cache: Path | None = None) -> GitopsRepo:
@@ -142,7 +143,17 @@ class GitopsRepo:
         return self.git.resolve(f"refs/remotes/origin/{branch}")
 
     def entries(self, commit: str | None = None, prefix: str = "") -> dict[str, Entry]:
-        return self.git.tree(commit or self.head, prefix)
+        """The files at ``commit`` (default: the target branch) under ``prefix``; one ls-tree per commit."""
+        commit = commit or self.head
+        if commit is None:
+            return {}
+        if commit not in self._trees:
+            self._trees[commit] = self.git.tree(commit)
+        tree = self._trees[commit]
+        if not prefix:
+            return dict(tree)
+        prefix = prefix.rstrip("/") + "/"
+        return {p: e for p, e in tree.items() if p.startswith(prefix)}
 
     def read(self, paths: Iterable[str], commit: str | None = None) -> Files:
         tree = self.entries(commit)
@@ -154,13 +165,23 @@ class GitopsRepo:
         return {p.removeprefix(prefix): data for p, data in self.git.read(entries).items()}
 
     def models(self, commit: str | None = None) -> list[str]:
-        names = {p.split("/")[1] for p in self.entries(commit, MODELS) if p.count("/") >= 2}
-        return sorted(n for n in names if f"{MODELS}/{n}/model.yaml" in self.entries(commit, f"{MODELS}/{n}"))
+        return sorted(
+            p.split("/")[1] for p in self.entries(commit, MODELS) if re.fullmatch(r"[^/]+/[^/]+/model\.yaml", p)
+        )
 
-    def last_commit(self, path: str) -> str:
+    def last_commits(self) -> dict[str, str]:
+        """``"<hash> <date> <subject>"`` of the last commit that changed each model, from one walk of the history."""
         if self.head is None:
-            return ""
-        return self.git.text("log", "-1", "--format=%h %cs %s", self.head, "--", path)
+            return {}
+        out: dict[str, str] = {}
+        log = self.git.text("log", "--format=%x00%h %cs %s", "--name-only", self.head, "--", f"{MODELS}/")
+        for record in log.split("\0"):
+            header, _, names = record.partition("\n")
+            for path in names.split():
+                parts = path.split("/")
+                if len(parts) > 2:
+                    out.setdefault(parts[1], header)
+        return out
 
     def publish(
         self,
@@ -346,6 +367,7 @@ class Listed:
 def list_models(repo: GitopsRepo) -> list[Listed]:
     repo.settings  # noqa: B018 - fails clearly on a repository init-gitops did not make
     out = []
+    last = repo.last_commits()
     for name in repo.models():
         info = _deployed(repo, name, repo.head) or {}
         out.append(
@@ -356,7 +378,7 @@ def list_models(repo: GitopsRepo) -> list[Listed]:
                 runtime=str(info.get("runtime", "?")),
                 environments=tuple(info.get("environments", ())),
                 sha256=str(info.get("sha256", "?")),
-                last_commit=repo.last_commit(f"{MODELS}/{name}"),
+                last_commit=last.get(name, ""),
             )
         )
     return out

@@ -6,19 +6,19 @@ place that touches the caller's disk.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import tempfile
+import re
 from dataclasses import asdict
+from fnmatch import fnmatch
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cookiecutter.environment import StrictEnvironment
-from cookiecutter.exceptions import CookiecutterException
-from cookiecutter.generate import generate_files
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 
 from modelgen import __version__
 from modelgen.errors import RenderError
@@ -143,38 +143,66 @@ def template_version(runtime: str, root: Path | None = None) -> str:
 
 
 def _cookiecutter(template: Path, ctx: dict[str, Any]) -> Files:
-    # Python sources are copied as they are, so they stay plain, lintable Python.
+    """What cookiecutter's ``generate_files`` writes for ``template``, computed in memory.
+
+    Same rules as cookiecutter (rendered paths, ``_copy_without_render`` globs, binary files
+    copied, each file's newline style kept; a test holds the two byte-identical), but each
+    template source is compiled once per process: compiling is most of cookiecutter's time, and
+    ``upgrade --all`` renders every model twice.
+    """
     declared = json.loads((template / "cookiecutter.json").read_text("utf-8"))
     verbatim = declared.get("_copy_without_render", [])
-    with tempfile.TemporaryDirectory(prefix="modelgen-render-") as tmp:
-        try:
-            project = generate_files(
-                repo_dir=str(template),
-                context={
-                    "cookiecutter": {
-                        **ctx,
-                        "_template": template.name,
-                        "_copy_without_render": verbatim,
-                    }
-                },
-                output_dir=tmp,
-                accept_hooks=False,
-            )
-        except (CookiecutterException, TemplateError) as err:
-            raise RenderError(f"rendering template {template.name} failed: {type(err).__name__} {err}") from err
-        return _read_tree(Path(project))
+    context = {"cookiecutter": {**ctx, "_template": template.name, "_copy_without_render": verbatim}}
+    projects = [d for d in template.iterdir() if d.is_dir() and "cookiecutter" in d.name and "{{" in d.name]
+    if len(projects) != 1:
+        raise RenderError(f"template {template} must hold one {{{{cookiecutter...}}}} folder, found {len(projects)}")
+    files: Files = {}
+    try:
+        for rel, data in _read_tree(projects[0]).items():
+            out = _compiled(rel).render(context)
+            if not out or out.endswith("/") or "//" in out:
+                continue  # a name that renders empty: cookiecutter skips the file
+            if not any(fnmatch(rel, pattern) for pattern in verbatim):
+                data = _render_text(data, context)
+            files[out] = data
+    except TemplateError as err:
+        raise RenderError(f"rendering template {template.name} failed: {type(err).__name__} {err}") from err
+    return files
+
+
+def _render_text(data: bytes, context: dict[str, Any]) -> bytes:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data  # binary: copied as it is
+    rendered = _compiled(text).render(context)
+    # Jinja reads every newline as "\n"; cookiecutter writes the file's own first newline back.
+    first = re.search(r"\r\n|\r|\n", text)
+    if first and first.group() != "\n":
+        rendered = rendered.replace("\n", first.group())
+    return rendered.encode("utf-8")
+
+
+@functools.cache
+def _jinja() -> StrictEnvironment:
+    # cookiecutter's environment (its jsonify, slugify... extensions, undefined variables fail).
+    return StrictEnvironment(context={"cookiecutter": {}}, keep_trailing_newline=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str) -> Template:
+    return _jinja().from_string(source)
 
 
 def _overlay(source: Path, ctx: dict[str, Any], env: dict[str, Any]) -> Files:
     """One kustomize overlay; cookiecutter cannot repeat a folder per list item, so jinja does."""
-    jinja = StrictEnvironment(context={"cookiecutter": ctx}, keep_trailing_newline=True)
     files: Files = {}
     for path in sorted(source.rglob("*")):
         if not path.is_file():
             continue
         rel = path.relative_to(source).as_posix()
         try:
-            text = jinja.from_string(path.read_text("utf-8")).render(cookiecutter=ctx, env=env)
+            text = _compiled(path.read_text("utf-8")).render(cookiecutter=ctx, env=env)
         except TemplateError as err:
             raise RenderError(f"rendering {path} for environment {env['name']} failed: {err}") from err
         files[f"deploy/overlays/{env['name']}/{rel}"] = text.encode("utf-8")
