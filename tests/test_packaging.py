@@ -10,6 +10,7 @@ from support import ROOT
 from test_generate import MANIFEST
 
 from modelgen.api import generate
+from modelgen.gitops_scaffold import GitopsSettings, scaffold
 
 
 def test_installed_wheel_renders_byte_identical_projects(tmp_path):
@@ -48,3 +49,19 @@ def test_installed_wheel_renders_byte_identical_projects(tmp_path):
     installed = tree(tmp_path / "installed" / "churn")
     assert installed == tree(checkout)
     assert "app/service.py" in installed
+
+    # The GitOps scaffold (gitops/ and ci/) comes from the wheel too.
+    remote = tmp_path / "gitops.git"
+    run = subprocess.run(
+        [venv / "bin/modelgen", "init-gitops", remote, "--repo-url", "https://gitlab.example.com/ml/gitops.git"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MODELGEN_CACHE": str(tmp_path / "cache")},
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    expected = scaffold(GitopsSettings("https://gitlab.example.com/ml/gitops.git"))
+    for path, data in expected.items():
+        shown = subprocess.run(["git", "-C", remote, "show", f"main:{path}"], capture_output=True, check=True)
+        assert shown.stdout == data, path
