@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import yaml
 from gitops_support import Remote, cli, git, variant
+from test_gitops_scaffold import go_path_match_dirs
 
 from modelgen.gitops_scaffold import GitopsSettings, scaffold
 from modelgen.manifest import load
@@ -177,6 +178,16 @@ def test_two_models_updated_one_after_the_other_merge_without_conflict(
     assert remote.branches() == sorted(["main", *branches])
     for i, branch in enumerate(branches):
         remote.merge(branch, tmp_path / f"work{i}")  # raises on a conflict
+    # The ApplicationSet's directory pattern, expanded over main: exactly the overlays, and
+    # nothing from the template store (.modelgen/templates/...).
+    checkout = tmp_path / "main"
+    git("clone", "--quiet", str(remote.path), str(checkout))
+    (entry,) = yaml.safe_load((checkout / "argocd/applicationset.yaml").read_text())["spec"]["generators"][0]["git"][
+        "directories"
+    ]
+    assert go_path_match_dirs(checkout, entry["path"]) == sorted(
+        f"models/{name}/deploy/overlays/{env}" for name in (PENGUINS, anomaly.name) for env in ("dev", "prod")
+    )
     code, out, _ = cli(capsys, "list", "--gitops", remote.path)
     assert code == 0
     rows = [line.split() for line in out.splitlines()]
