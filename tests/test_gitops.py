@@ -68,6 +68,22 @@ def test_init_gitops_creates_a_local_bare_repository(tmp_path, capsys):
     assert git("config", "receive.advertisePushOptions", cwd=target).strip() == "true"
 
 
+def test_init_gitops_reads_a_config_file_and_options_win(tmp_path, capsys):
+    config = tmp_path / "gitops.yaml"
+    config.write_text(
+        "argocd_namespace: argocd\nenvironments: [dev, staging, prod]\ncluster: https://api.example:6443\n"
+    )
+    target = tmp_path / "gitops.git"
+    code, _, err = cli(capsys, "init-gitops", target, "--config", config, "--environments", "dev,prod")
+    assert code == 0, err
+    settings = yaml.safe_load(git("show", "main:gitops.yaml", cwd=target))
+    assert settings["argocd_namespace"] == "argocd" and settings["cluster"] == "https://api.example:6443"
+    assert settings["environments"] == ["dev", "prod"] and settings["repo_url"] == target.as_uri()
+    config.write_text("argocd_ns: argocd\n")
+    code, _, err = cli(capsys, "init-gitops", tmp_path / "other.git", "--config", config)
+    assert code == 2 and "unknown key(s) argocd_ns" in err and not (tmp_path / "other.git").exists()
+
+
 def test_generate_pushes_a_branch_with_the_model_and_merge_request_options(remote, penguins_manifest, capsys):
     manifest = load(penguins_manifest)
     code, out, err = generate(capsys, remote, penguins_manifest, "--merge-request")

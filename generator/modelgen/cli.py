@@ -73,13 +73,14 @@ def _diff(args: argparse.Namespace) -> int:
 
 def _init_gitops(args: argparse.Namespace) -> int:
     from modelgen.gitops import init_gitops, normalize
-    from modelgen.gitops_scaffold import load_settings
+    from modelgen.gitops_scaffold import load_settings, read_config
 
     target = normalize(args.target)
     environments = [e.strip() for e in args.environments.split(",") if e.strip()] if args.environments else None
+    configured = read_config(Path(args.config)).get("repo_url") if args.config else None
     settings = load_settings(
         args.config,
-        repo_url=args.repo_url or (None if args.config else _as_url(target)),
+        repo_url=args.repo_url or configured or _as_url(target),
         target_revision=args.target_branch,
         argocd_namespace=args.argocd_namespace,
         project=args.project,

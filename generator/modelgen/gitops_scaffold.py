@@ -93,7 +93,7 @@ def load_settings(path: str | Path | None = None, **options: Any) -> GitopsSetti
     where = "options"
     if path is not None:
         where = str(path)
-        values.update(_read_config(Path(path)))
+        values.update(read_config(Path(path)))
     unknown = sorted(set(options) - set(ALLOWED_KEYS))
     if unknown:
         raise ModelgenError(f"unknown gitops option(s) {', '.join(unknown)}; allowed: {', '.join(ALLOWED_KEYS)}")
@@ -106,7 +106,8 @@ def load_settings(path: str | Path | None = None, **options: Any) -> GitopsSetti
         raise ModelgenError(f"{where}: {err}") from err
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
+    """The settings a ``gitops.yaml`` holds (unknown keys are an error)."""
     try:
         data = YAML(typ="safe").load(path.read_text("utf-8"))
     except OSError as err:
