@@ -1,7 +1,9 @@
 """Model registries: where artifacts live, immutable per version, addressed by URI and sha256.
 
-One backend for now, a local folder (``LocalRegistry``, ``ROOT/NAME/VERSION/FILE``); an HTTP store
-(Nexus raw repository, any PUT/GET server) will be a second class with the same two methods.
+Two backends with the same two methods, both laid out ``BASE/NAME/VERSION/FILE``: a local folder
+(``LocalRegistry``, ``file://`` URIs, the embedded default) and an HTTP store (``HttpRegistry``:
+a Nexus raw repository, or any server taking PUT and GET with basic auth). ``registry_for``
+picks one from a location.
 
 >>> import tempfile
 >>> registry = LocalRegistry(tempfile.mkdtemp())
@@ -109,6 +111,168 @@ class LocalRegistry:
         if not path.resolve().is_relative_to(self.root):
             raise RegistryError(f"{uri}: not in the registry {self.root}")
         return path
+
+
+# Credentials of the HTTP registry; without them requests falls back to ~/.netrc.
+USERNAME_VARIABLE = "MODELGEN_REGISTRY_USERNAME"
+PASSWORD_VARIABLE = "MODELGEN_REGISTRY_PASSWORD"  # noqa: S105 - a variable's name, not a password
+
+
+class HttpRegistry:
+    """A Nexus raw repository (or any PUT/GET server): artifacts at ``BASE/NAME/VERSION/FILE``.
+
+    Uploads are immutable here too: the artifact's URL is read first, and a version that holds
+    other bytes is refused (Nexus' "disable redeploy" policy, or a 409 from a server that
+    forbids overwrites, say the same from their side). Transient failures (connection errors,
+    timeouts, 502/503/504) are retried with backoff; everything else is one clear error.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 60,
+        retries: int = 3,
+    ) -> None:
+        import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        username = username or os.environ.get(USERNAME_VARIABLE)
+        password = password if password is not None else os.environ.get(PASSWORD_VARIABLE, "")
+        if username:
+            self.session.auth = (username, password)
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            backoff_factor=0.5,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=frozenset({"GET", "HEAD", "PUT"}),
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def url(self, name: str, version: str, filename: str) -> str:
+        return f"{self.base_url}/{name}/{version}/{filename}"
+
+    def publish(self, name: str, version: str, filename: str, data: bytes) -> Artifact:
+        """PUT ``data`` unless the version exists; the same bytes again is a no-op, other bytes are refused."""
+        check_name(name)
+        check_version(version)
+        if not FILENAME.match(filename):
+            raise RegistryError(f"{filename!r} is not a plain file name (letters, digits, '.', '_', '-')")
+        url = self.url(name, version, filename)
+        artifact = Artifact(uri=url, sha256=sha256_hex(data))
+        existing = self._get(url, missing_ok=True)
+        if existing is None:
+            response = self._request("PUT", url, data=data, headers={"Content-Type": "application/octet-stream"})
+            if response.status_code in (200, 201, 204):
+                log.info("published %s (sha256 %s)", url, artifact.sha256)
+                return artifact
+            if response.status_code not in (400, 409):
+                self._fail(response, url, "upload")
+            existing = self._get(url, missing_ok=True)  # published meanwhile, or the server forbids overwrites
+            if existing is None:
+                self._fail(response, url, "upload")
+        if existing != data:
+            raise RegistryError(
+                f"{name} {version} is already published with other bytes ({url}, sha256 {sha256_hex(existing)}); "
+                "a published version never changes: publish under a new version"
+            )
+        log.info("%s is already published with the same bytes", url)
+        return artifact
+
+    def fetch(self, uri: str, sha256: str) -> bytes:
+        """The artifact's bytes, after checking they are the ones published (``sha256``)."""
+        data = self._get(uri)
+        actual = sha256_hex(data)
+        if actual != sha256.lower():
+            raise RegistryError(
+                f"{uri}: sha256 is {actual}, expected {sha256}; the artifact was changed after it was published"
+            )
+        return data
+
+    def _get(self, url: str, missing_ok: bool = False) -> bytes | None:
+        response = self._request("GET", url)
+        if response.status_code == 200:
+            return response.content
+        if response.status_code == 404 and missing_ok:
+            return None
+        self._fail(response, url, "download")
+        return None  # unreachable: _fail raises
+
+    def _request(self, method: str, url: str, **kwargs):
+        import requests
+
+        try:
+            return self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.exceptions.RequestException as err:
+            if _timed_out(err):
+                raise RegistryError(f"{method} {url}: no answer within {self.timeout:g} s (after retries)") from err
+            raise RegistryError(f"{method} {url}: cannot reach the registry: {_reason(err)}") from err
+
+    def _fail(self, response, url: str, what: str) -> None:
+        status = response.status_code
+        why = {
+            401: f"authentication failed: set {USERNAME_VARIABLE}/{PASSWORD_VARIABLE} or add the host to ~/.netrc",
+            403: "the credentials may not do this (check the user's privileges on the repository)",
+            404: "no such artifact",
+        }.get(status, "the registry failed" if status >= 500 else "refused")
+        raise RegistryError(f"{what} of {url} failed: HTTP {status} {response.reason}: {why}")
+
+
+def registry_for(location: str | Path) -> LocalRegistry | HttpRegistry:
+    """The registry at ``location``: an http(s) URL, a ``file://`` URL or a local folder.
+
+    >>> registry_for("https://nexus.example.com/repository/models").base_url
+    'https://nexus.example.com/repository/models'
+    """
+    text = str(location)
+    if text.startswith(("http://", "https://")):
+        return HttpRegistry(text)
+    if text.startswith("file://"):
+        return LocalRegistry(url2pathname(urlsplit(text).path))
+    return LocalRegistry(text)
+
+
+def fetch(uri: str, sha256: str) -> bytes:
+    """The artifact at ``uri`` (file:// or http(s)://), checked against ``sha256``."""
+    if uri.startswith(("http://", "https://")):
+        return HttpRegistry(uri.rsplit("/", 3)[0]).fetch(uri, sha256)
+    path = Path(url2pathname(urlsplit(uri).path))
+    return LocalRegistry(path.parents[2]).fetch(uri, sha256)
+
+
+def _timed_out(err: BaseException) -> bool:
+    """Whether a (retried, wrapped) requests failure was a timeout, connect or read."""
+    import requests
+    import urllib3
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, urllib3.exceptions.NewConnectionError):
+            return False  # urllib3 files "connection refused" under connect timeouts
+        if isinstance(seen, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
+            return True
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = getattr(seen, "reason", None) or inner
+    return False
+
+
+def _reason(err: Exception) -> str:
+    # requests nests the cause (MaxRetryError → NewConnectionError); the innermost says it best.
+    while err.__context__ is not None and err.__context__ is not err:
+        err = err.__context__  # type: ignore[assignment]
+    return str(err) or type(err).__name__
 
 
 def check_name(name: str) -> str:
