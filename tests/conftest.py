@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from nginx_registry import NginxRegistry, nginx_binary
 from support import project_venv, train
 
 from modelgen.api import generate
@@ -40,3 +42,16 @@ def anomaly_project(anomaly_manifest, tmp_path_factory) -> Path:
 def penguins_python(penguins_project, tmp_path_factory) -> Path:
     """A venv with exactly the penguins project's requirements.txt (and pytest), as its CI job has."""
     return project_venv(penguins_project, tmp_path_factory.mktemp("venv") / "penguins")
+
+
+@pytest.fixture(scope="session")
+def nginx(tmp_path_factory) -> NginxRegistry:
+    """nginx from Debian as the HTTP model registry (Nexus' raw repository API)."""
+    binary = nginx_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("nginx is missing: run `make system-deps`")
+        pytest.skip("nginx is not installed")
+    server = NginxRegistry.start(tmp_path_factory.mktemp("nginx"), binary)
+    yield server
+    server.stop()

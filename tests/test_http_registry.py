@@ -11,25 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from nginx_registry import PASSWORD, USER, NginxRegistry, nginx_binary
+from nginx_registry import PASSWORD, USER, NginxRegistry
 from support import free_port
 
 from modelgen.errors import RegistryError
 from modelgen.registry import HttpRegistry, LocalRegistry, fetch, registry_for, sha256_hex
 
 DATA = b"the model's bytes\x00\x01"
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory) -> NginxRegistry:
-    binary = nginx_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is missing: run `make system-deps`")
-        pytest.skip("nginx is not installed")
-    server = NginxRegistry.start(tmp_path_factory.mktemp("nginx"), binary)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ EXIT_INVALID = 1  # the manifest is wrong: the user's to fix
 EXIT_FAILED = 2  # something else went wrong (rendering, disk, git)
 EXIT_CONFLICTS = 3  # an upgrade left conflicts to resolve on its branch
 GITOPS_VARIABLE = "MODELGEN_GITOPS"  # the default for --gitops
+REGISTRY_VARIABLE = "MODELGEN_REGISTRY"  # the default for --registry
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -136,6 +137,31 @@ def _upgrade(args: argparse.Namespace) -> int:
     return EXIT_CONFLICTS if result.conflicts else 0
 
 
+def _webhook_serve(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from modelgen.registry import registry_for
+    from modelgen.webhook import SECRET_VARIABLE, Webhook, serve
+
+    if not args.registry:
+        raise ModelgenError(f"--registry (or ${REGISTRY_VARIABLE}) is required: the registry Nexus notifies about")
+    if not args.gitops:
+        raise ModelgenError(f"--gitops (or ${GITOPS_VARIABLE}) is required")
+    registry = registry_for(args.registry)
+    repository = args.repository
+    if repository is None and str(args.registry).startswith(("http://", "https://")):
+        repository = urlsplit(args.registry).path.rstrip("/").rsplit("/", 1)[-1] or None
+    webhook = Webhook(
+        os.environ.get(SECRET_VARIABLE, ""),
+        registry,
+        args.gitops,
+        repository=repository,
+        gitlab_url=args.gitlab_url,
+    )
+    serve(webhook, args.host, args.port)
+    return 0
+
+
 def _api(args: argparse.Namespace, repo):
     if not args.merge_request:
         return None
@@ -211,6 +237,22 @@ def parser() -> argparse.ArgumentParser:
     _gitops_options(up)
     _merge_request_options(up)
     up.set_defaults(run=_upgrade)
+
+    wh = sub.add_parser("webhook", help="the Nexus webhook that turns uploaded models into merge requests")
+    wh_sub = wh.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
+    ws = wh_sub.add_parser("serve", help="serve the webhook (shared secret in $MODELGEN_WEBHOOK_SECRET)")
+    ws.add_argument("--registry", default=os.environ.get(REGISTRY_VARIABLE), help="the raw repository's base URL")
+    ws.add_argument("--repository", help="only events of this Nexus repository (default: the URL's last segment)")
+    ws.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")  # noqa: S104
+    ws.add_argument("--port", type=int, default=8080)
+    ws.add_argument(
+        "--gitops",
+        metavar="PATH_OR_URL",
+        default=os.environ.get(GITOPS_VARIABLE),
+        help=f"the GitOps repository (default: ${GITOPS_VARIABLE})",
+    )
+    ws.add_argument("--gitlab-url", help="open merge requests through GitLab's API (token: $GITLAB_TOKEN)")
+    ws.set_defaults(run=_webhook_serve)
 
     d = sub.add_parser("docs", help="print reference documentation")
     d.add_argument("topic", choices=["manifest"])

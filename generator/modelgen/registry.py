@@ -47,12 +47,18 @@ class Artifact:
     path: Path | None = None  # the local file, for registries that have one
 
 
+class ArtifactMissing(RegistryError):
+    """There is nothing at the artifact's URI (yet)."""
+
+
 class Registry(Protocol):
     """What every registry backend offers."""
 
     def publish(self, name: str, version: str, filename: str, data: bytes) -> Artifact: ...
 
     def fetch(self, uri: str, sha256: str) -> bytes: ...
+
+    def read(self, path: str) -> bytes | None: ...
 
 
 class LocalRegistry:
@@ -93,7 +99,7 @@ class LocalRegistry:
         try:
             data = path.read_bytes()
         except FileNotFoundError as err:
-            raise RegistryError(f"{uri}: no such artifact in {self.root}") from err
+            raise ArtifactMissing(f"{uri}: no such artifact in {self.root}") from err
         except OSError as err:
             raise RegistryError(f"could not read {uri}: {err}") from err
         actual = sha256_hex(data)
@@ -102,6 +108,18 @@ class LocalRegistry:
                 f"{uri}: sha256 is {actual}, expected {sha256}; the artifact was changed after it was published"
             )
         return data
+
+    def read(self, path: str) -> bytes | None:
+        """The file at ``path`` (relative to the registry's root), or None if there is none."""
+        target = (self.root / path).resolve()
+        if not target.is_relative_to(self.root):
+            raise RegistryError(f"{path}: not in the registry {self.root}")
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise RegistryError(f"could not read {target}: {err}") from err
 
     def _path(self, uri: str) -> Path:
         parts = urlsplit(uri)
@@ -201,6 +219,10 @@ class HttpRegistry:
             )
         return data
 
+    def read(self, path: str) -> bytes | None:
+        """The file at ``path`` (relative to the registry's base URL), or None if there is none."""
+        return self._get(f"{self.base_url}/{path.lstrip('/')}", missing_ok=True)
+
     def _get(self, url: str, missing_ok: bool = False) -> bytes | None:
         response = self._request("GET", url)
         if response.status_code == 200:
@@ -227,7 +249,8 @@ class HttpRegistry:
             403: "the credentials may not do this (check the user's privileges on the repository)",
             404: "no such artifact",
         }.get(status, "the registry failed" if status >= 500 else "refused")
-        raise RegistryError(f"{what} of {url} failed: HTTP {status} {response.reason}: {why}")
+        kind = ArtifactMissing if status == 404 else RegistryError
+        raise kind(f"{what} of {url} failed: HTTP {status} {response.reason}: {why}")
 
 
 def registry_for(location: str | Path) -> LocalRegistry | HttpRegistry:
