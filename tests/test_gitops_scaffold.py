@@ -76,6 +76,11 @@ def test_scaffold_renders_the_argocd_files_pipeline_readme_and_settings(settings
         "argocd/applicationset.yaml",
         "argocd/appproject.yaml",
         "gitops.yaml",
+        "webhook/deployment.yaml",
+        "webhook/kustomization.yaml",
+        "webhook/networkpolicy.yaml",
+        "webhook/route.yaml",
+        "webhook/service.yaml",
     ]
     for path, content in files.items():
         text = content.decode("utf-8")
@@ -378,3 +383,53 @@ def wave_by_kind(objects: list[dict]) -> dict[str, int]:
 def waves_set(objects: list[dict]) -> bool:
     waves = wave_by_kind(objects)
     return waves.get("ImageStream", 0) != 0 or waves.get("BuildConfig", 0) != 0
+
+
+# --- the Nexus webhook's deployment (webhook/) ---------------------------------------------------
+
+
+CORE = ("deployment", "service", "networkpolicy")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+def test_webhook_deployment_renders_and_passes_the_schemas_and_checkov(tmp_path):
+    settings = GitopsSettings(REPO_URL, gitlab_url="https://gitlab.example.com")
+    for path, data in scaffold(settings).items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(data)
+    built = subprocess.run(["kubectl", "kustomize", tmp_path / "webhook"], capture_output=True, text=True, check=True)
+    objects = [d for d in yaml.safe_load_all(built.stdout) if d]
+    assert sorted(o["kind"] for o in objects) == ["Deployment", "NetworkPolicy", "Route", "Service"]
+    assert {o["metadata"]["namespace"] for o in objects} == {"modelgen"}
+    out = tmp_path / "rendered"
+    out.mkdir()
+    for o in objects:
+        (out / f"{o['kind'].lower()}.yaml").write_text(yaml.safe_dump(o))
+    done = subprocess.run(
+        [BIN / "kubernetes-validate", "--strict", "-k", "1.30.0", *(out / f"{k}.yaml" for k in CORE)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    openshift = schema_dir() / "openshift-4.17-strict"
+    for kind, schema_file in (("route", "route-route-v1.json"), ("deployment", "deployment-apps-v1.json")):
+        schema = json.loads((openshift / schema_file).read_text())
+        doc = yaml.safe_load((out / f"{kind}.yaml").read_text())
+        validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)(schema)
+        errors = [e.message for e in validator.iter_errors(doc)]
+        assert not errors, errors
+    done = subprocess.run(
+        [BIN / "checkov", "-d", out, "--framework", "kubernetes", "--compact", "--quiet", "--skip-download"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["MODELGEN_GITOPS"] == REPO_URL and env["GITLAB_URL"] == "https://gitlab.example.com"
+    assert env["MODELGEN_REGISTRY"] == settings.registry_url
+    assert env["MODELGEN_WEBHOOK_SECRET"] == {"secretKeyRef": {"name": "modelgen-webhook", "key": "webhook-secret"}}
+    assert container["image"] == settings.ci_image
+    assert container["command"][:3] == ["modelgen", "webhook", "serve"]
+    assert "GITLAB_URL" not in scaffold(GitopsSettings(REPO_URL))["webhook/deployment.yaml"].decode()

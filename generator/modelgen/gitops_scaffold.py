@@ -48,12 +48,19 @@ class GitopsSettings:
     ci_image: str = f"registry.example.com/platform/modelgen-ci:{__version__}"
     # The Kubernetes API the validate job checks rendered objects against (OpenShift 4.17).
     kubernetes_version: str = "1.30.0"
+    # The raw repository the Nexus webhook (webhook/) listens to.
+    registry_url: str = "https://nexus.example.com/repository/models"
+    webhook_namespace: str = "modelgen"
+    # Where the webhook opens merge requests through the API; empty: with push options.
+    gitlab_url: str = ""
 
     def __post_init__(self) -> None:
         # A list from YAML or a CLI option becomes a tuple, so settings stay hashable and frozen.
         object.__setattr__(self, "environments", tuple(self.environments))
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in OPTIONAL and value == "":
+                continue
             items = value if f.name == "environments" else (value,)
             if not items or not all(isinstance(v, str) and v for v in items):
                 raise ModelgenError(f"gitops setting {f.name} must be a non-empty {_kind(f.name)}, not {value!r}")
@@ -65,13 +72,16 @@ class GitopsSettings:
                     f"gitops settings namespace_prefix + environment give {namespace!r}, not a valid namespace "
                     "(lower-case letters, digits and '-', at most 63 characters)"
                 )
-        for name in ("project", "argocd_namespace"):
+        for name in ("project", "argocd_namespace", "webhook_namespace"):
             if not _DNS_LABEL.match(getattr(self, name)):
                 raise ModelgenError(f"gitops setting {name} must be a DNS-1123 label, not {getattr(self, name)!r}")
 
     @property
     def namespaces(self) -> tuple[str, ...]:
         return tuple(self.namespace_prefix + env for env in self.environments)
+
+
+OPTIONAL = ("gitlab_url",)
 
 
 def _kind(name: str) -> str:
