@@ -298,7 +298,7 @@ CASES = [
     ),
     Case(
         "integer-key",
-        ["model.yaml:9: metadata.404: unknown field (allowed here: description, labels, name, owner, version)"],
+        ["model.yaml:9: metadata.404: unknown field (allowed here: description, labels, name, owner, provenance, version)"],
         edits=[("  labels: {team: data-science}", "  404: gone")],
     ),
     # ---- metadata
@@ -413,7 +413,7 @@ CASES = [
     ),
     Case(
         "unknown-format",
-        ['model.yaml:17: spec.artifact.format: "onnx" is not allowed (allowed: joblib, pickle)'],
+        ['model.yaml:17: spec.artifact.format: "onnx" is not allowed (allowed: joblib, pickle, skops)'],
         edits=[("format: joblib", "format: onnx")],
     ),
     Case(
@@ -821,7 +821,7 @@ def test_many_problems_in_one_file_are_all_reported_sorted_by_line(tmp_path, mon
         f'model.yaml:6: metadata.version: "1.0" is not valid (allowed: {VERSION_RULE})',
         "model.yaml:11: spec.artifact.sha256: required field is missing (SHA-256 of the artifact "
         "bytes, 64 lower-case hex digits; the service refuses any other bytes)",
-        'model.yaml:13: spec.artifact.format: "onnx" is not allowed (allowed: joblib, pickle)',
+        'model.yaml:13: spec.artifact.format: "onnx" is not allowed (allowed: joblib, pickle, skops)',
         f'model.yaml:15: spec.requirements[0]: "scikit-learn>=1.0" is not valid: is not pinned '
         f"with == (allowed: {PIN_RULE})",
         f'model.yaml:17: spec.code[0]: "../evil.py" {OUTSIDE}',
@@ -934,7 +934,8 @@ def test_docs_page_is_the_generated_reference():
 def test_docs_page_covers_every_schema_property():
     page = docs.manifest_reference()
     paths = schema_property_paths()
-    assert len(paths) == 51
+    assert len(paths) == 60
+    assert "metadata.provenance.metrics" in paths and "spec.artifact.trusted" in paths
     assert "spec.environments[].host" in paths and "spec.serving.autoscaling.cpu" in paths
     missing = [p for p in paths if f"| `{p}` |" not in page]
     assert missing == []

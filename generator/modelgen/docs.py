@@ -290,7 +290,7 @@ def _allowed(node: dict[str, Any], path: str) -> str:
     elif node.get("type") == "object" and "properties" in node:
         parts.append(f"fields: see `{path}`")
     elif node.get("type") == "object" and isinstance(node.get("additionalProperties"), dict):
-        keys = PATTERN_MEANINGS[node["propertyNames"]["pattern"]]
+        keys = PATTERN_MEANINGS[node["propertyNames"]["pattern"]] if "propertyNames" in node else "any name"
         values = _allowed(node["additionalProperties"], path)
         parts.append(f"keys: {keys}; values: {values}")
     return "; ".join(parts)

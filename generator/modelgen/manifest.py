@@ -339,6 +339,7 @@ PATTERN_MEANINGS: dict[str, str] = {
         "a semantic version MAJOR.MINOR.PATCH without leading zeros, optionally -prerelease, e.g. 1.2.0 or 2.0.0-rc.1"
     ),
     "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$": "an e-mail address, e.g. jane.doe@example.com",
+    "^[A-Za-z_][A-Za-z0-9_.]*$": "a dotted Python name, e.g. sklearn.pipeline.Pipeline",
     "^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$": (
         "lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or "
         "digit, at most 63 characters"

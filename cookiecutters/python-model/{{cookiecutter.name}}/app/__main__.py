@@ -42,7 +42,12 @@ def main() -> int:
 
     settings = from_env()
     try:
-        model = load_model(settings.model_path, settings.model_sha256, settings.contract["artifact"]["format"])
+        model = load_model(
+            settings.model_path,
+            settings.model_sha256,
+            settings.contract["artifact"]["format"],
+            settings.contract["artifact"].get("trusted", ()),
+        )
         application = create_app(
             model, settings.contract, max_request_bytes=settings.max_request_bytes, sha256=settings.model_sha256
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(path: Path, expected_sha256: str, fmt: str) -> Any:
+def load_model(path: Path, expected_sha256: str, fmt: str, trusted: Sequence[str] = ()) -> Any:
+    """The model, once its bytes are the pinned ones; skops artifacts may create only ``trusted`` types."""
     if not path.is_file():
         raise ArtifactError(f"model artifact {path} not found (set MODEL_PATH)")
     actual = sha256_of(path)
@@ -37,6 +39,14 @@ def load_model(path: Path, expected_sha256: str, fmt: str) -> Any:
             import joblib
 
             return joblib.load(path)
+        if fmt == "skops":
+            import skops.io
+
+            untrusted = set(skops.io.get_untrusted_types(file=path)) - set(trusted)
+            if untrusted:
+                needed = ", ".join(sorted(untrusted))
+                raise ArtifactError(f"model artifact {path} needs types not listed in spec.artifact.trusted: {needed}")
+            return skops.io.load(path, trusted=list(trusted))
         import pickle
 
         with path.open("rb") as f:

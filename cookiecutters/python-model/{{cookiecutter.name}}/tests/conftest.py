@@ -22,7 +22,12 @@ def settings():
 
 @pytest.fixture(scope="session")
 def model(settings) -> Any:
-    return load_model(settings.model_path, settings.model_sha256, settings.contract["artifact"]["format"])
+    return load_model(
+        settings.model_path,
+        settings.model_sha256,
+        settings.contract["artifact"]["format"],
+        settings.contract["artifact"].get("trusted", ()),
+    )
 
 
 @pytest.fixture(scope="session")
