@@ -298,7 +298,10 @@ CASES = [
     ),
     Case(
         "integer-key",
-        ["model.yaml:9: metadata.404: unknown field (allowed here: description, labels, name, owner, provenance, version)"],
+        [
+            "model.yaml:9: metadata.404: unknown field "
+            "(allowed here: description, labels, name, owner, provenance, version)"
+        ],
         edits=[("  labels: {team: data-science}", "  404: gone")],
     ),
     # ---- metadata

@@ -3,6 +3,7 @@
 >>> import modelgen
 >>> modelgen.generate("model.yaml", "out")  # doctest: +SKIP
 PosixPath('out/penguin-species')
+>>> modelgen.deploy(pipeline, "penguin-species", X.head(200))  # from a notebook  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from modelgen.api import generate  # noqa: E402
+from modelgen.deploy import Deployment, deploy  # noqa: E402
 from modelgen.errors import ManifestError, ModelgenError  # noqa: E402
 from modelgen.manifest import load  # noqa: E402
 
-__all__ = ["ManifestError", "ModelgenError", "__version__", "generate", "load"]
+__all__ = ["Deployment", "ManifestError", "ModelgenError", "__version__", "deploy", "generate", "load"]

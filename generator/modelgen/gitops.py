@@ -295,9 +295,9 @@ def publish_model(
     settings = repo.settings
     name, version = manifest.name, manifest.version
     branch = f"modelgen/{name}-{version}"
-    before = _deployed(repo, name, repo.head)
+    before = deployed(repo, name, repo.head)
     for where, ref in ((settings.target_revision, repo.head), (branch, repo.branch_head(branch))):
-        _refuse_other_artifact(manifest, _deployed(repo, name, ref) if ref else None, where)
+        _refuse_other_artifact(manifest, deployed(repo, name, ref) if ref else None, where)
     changes = model_changes(repo, manifest)
     if not changes:
         return Published(f"{name} {version} is already on {settings.target_revision}: nothing to do")
@@ -369,7 +369,7 @@ def list_models(repo: GitopsRepo) -> list[Listed]:
     out = []
     last = repo.last_commits()
     for name in repo.models():
-        info = _deployed(repo, name, repo.head) or {}
+        info = deployed(repo, name, repo.head) or {}
         out.append(
             Listed(
                 name=name,
@@ -466,7 +466,7 @@ def init_gitops(
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _deployed(repo: GitopsRepo, name: str, commit: str | None) -> dict[str, Any] | None:
+def deployed(repo: GitopsRepo, name: str, commit: str | None) -> dict[str, Any] | None:
     """Name, version, owner, runtime, environments and artifact of ``models/<name>/model.yaml`` at ``commit``."""
     if commit is None:
         return None

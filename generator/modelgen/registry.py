@@ -60,6 +60,8 @@ class Registry(Protocol):
 
     def read(self, path: str) -> bytes | None: ...
 
+    def exists(self, path: str) -> bool: ...
+
 
 class LocalRegistry:
     """A folder (local disk or a mounted share) holding ``ROOT/NAME/VERSION/FILE``; URIs are ``file://``."""
@@ -120,6 +122,10 @@ class LocalRegistry:
             return None
         except OSError as err:
             raise RegistryError(f"could not read {target}: {err}") from err
+
+    def exists(self, path: str) -> bool:
+        """Whether there is a file at ``path`` (relative to the registry's root)."""
+        return (self.root / path).is_file()
 
     def _path(self, uri: str) -> Path:
         parts = urlsplit(uri)
@@ -222,6 +228,16 @@ class HttpRegistry:
     def read(self, path: str) -> bytes | None:
         """The file at ``path`` (relative to the registry's base URL), or None if there is none."""
         return self._get(f"{self.base_url}/{path.lstrip('/')}", missing_ok=True)
+
+    def exists(self, path: str) -> bool:
+        """Whether there is a file at ``path`` (a HEAD request: nothing is downloaded)."""
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        response = self._request("HEAD", url)
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            self._fail(response, url, "lookup")
+        return True
 
     def _get(self, url: str, missing_ok: bool = False) -> bytes | None:
         response = self._request("GET", url)

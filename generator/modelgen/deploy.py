@@ -1,0 +1,533 @@
+"""``modelgen.deploy()``: ship a fitted model from a notebook with one call.
+
+serialize → check the artifact in a fresh process (it predicts the sample exactly like the
+object in memory) → infer the manifest (input schema from the sample, task and classes from
+the estimator, pinned requirements from the libraries the object uses, provenance) → upload
+to the registry → ``generate --gitops --merge-request``. Nothing is uploaded or pushed unless
+every check before it passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import html
+import importlib.metadata
+import io
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelgen import __version__
+from modelgen.errors import ModelgenError
+from modelgen.infer import input_columns, sample_records
+from modelgen.manifest import load
+from modelgen.manifest_writer import write_handover
+from modelgen.registry import VERSION, check_name, check_version, registry_for
+
+REGISTRY_VARIABLE = "MODELGEN_REGISTRY"
+GITOPS_VARIABLE = "MODELGEN_GITOPS"
+OWNER_VARIABLE = "MODELGEN_OWNER"
+FORMATS = ("joblib", "skops", "pickle")
+# What each output type serves, i.e. what the fresh process must reproduce exactly.
+METHOD = {"probabilities": "predict_proba", "label": "predict", "value": "predict", "cluster": "predict"}
+# The service itself needs these whatever the model uses (it builds pandas frames).
+ALWAYS = ("numpy", "pandas")
+
+
+class DeployError(ModelgenError):
+    """The model cannot be shipped as it is; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What ``deploy()`` did: the version, where the artifact is, and the merge request."""
+
+    name: str
+    version: str
+    artifact_uri: str
+    sha256: str
+    manifest: Path
+    branch: str | None
+    merge_request_url: str | None
+    message: str
+
+    def __repr__(self) -> str:
+        lines = [
+            f"Deployment {self.name} {self.version}",
+            f"  artifact  {self.artifact_uri}",
+            f"  sha256    {self.sha256}",
+            f"  manifest  {self.manifest}",
+        ]
+        if self.branch:
+            lines.append(f"  branch    {self.branch}")
+        if self.merge_request_url:
+            lines.append(f"  MR        {self.merge_request_url}")
+        lines.append(f"  {self.message}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("artifact", self.artifact_uri),
+            ("sha256", self.sha256),
+            ("manifest", str(self.manifest)),
+            ("branch", self.branch or "—"),
+            ("merge request", self.merge_request_url or self.message),
+        ]
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td><code>{html.escape(v)}</code></td></tr>" for k, v in rows
+        )
+        return f"<b>{html.escape(self.name)} {html.escape(self.version)}</b><table>{cells}</table>"
+
+
+def deploy(
+    model: Any,
+    name: str,
+    sample: Any,
+    *,
+    version: str | None = None,
+    task: str | None = None,
+    owner: str | None = None,
+    registry: str | Path | None = None,
+    gitops: str | Path | None = None,
+    merge_request: bool = True,
+    code: Iterable[str | Path] = (),
+    requirements: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    format: str = "joblib",
+) -> Deployment:
+    """Ship ``model`` (fitted, the whole pipeline) as ``name``; ``sample`` is a DataFrame of raw input rows.
+
+    ``metadata`` may hold ``description``, ``data`` (the training data's reference), ``metrics``
+    (name → number), ``source`` (notebook), ``strict`` (columns whose categories are the only
+    allowed values), ``serving`` and ``environments`` (default: every environment of the GitOps
+    repository). ``registry``/``gitops``/``owner`` default to ``$MODELGEN_REGISTRY``,
+    ``$MODELGEN_GITOPS`` and ``$MODELGEN_OWNER`` (else git's user.email).
+
+    >>> deploy(pipeline, "penguin-species", X.head(200), metadata={"metrics": {"accuracy": 0.98}})  # doctest: +SKIP
+    Deployment penguin-species 1.0.0 ...
+    """
+    import pandas as pd
+
+    meta = dict(metadata or {})
+    check_name(name)
+    if format not in FORMATS:
+        raise DeployError(f"format={format!r} is not one of {', '.join(FORMATS)}")
+    if not isinstance(sample, pd.DataFrame) or sample.empty:
+        raise DeployError("sample must be a non-empty pandas DataFrame of raw input rows (e.g. X_train.head(200))")
+    store = registry_for(_setting(registry, REGISTRY_VARIABLE, "registry"))
+    gitops_url = _setting(gitops, GITOPS_VARIABLE, "gitops") if gitops is not False else None
+    owner = owner or os.environ.get(OWNER_VARIABLE) or _git_email()
+    if not owner:
+        raise DeployError(f"say who owns the model: owner='jane.doe@example.com' (or ${OWNER_VARIABLE})")
+
+    task, output = infer_task(model, task)
+    columns = input_columns(sample, strict=meta.get("strict", ()))
+    records = sample_records(sample, columns, size=min(20, len(sample)))
+    data, trusted = serialize(model, format)
+    references = referenced_globals(model)
+    modules = local_modules(references, code)
+    pins = pin_requirements(references, format, requirements)
+    check_round_trip(model, data, format, trusted, sample, records, columns, output, modules)
+
+    repo = None
+    if gitops_url is not None:
+        from modelgen.gitops import GitopsRepo
+
+        repo = GitopsRepo.open(gitops_url)
+    version = check_version(version) if version else next_version(name, repo, store, format)
+    environments = meta.get("environments") or (list(repo.settings.environments) if repo else ["dev", "prod"])
+
+    artifact = store.publish(name, version, f"model.{format}", data)
+    manifest = {
+        "apiVersion": "modelgen/v1",
+        "kind": "Model",
+        "metadata": {
+            "name": name,
+            "version": version,
+            "owner": owner,
+            **({"description": meta["description"]} if meta.get("description") else {}),
+            "provenance": provenance(model, meta, pins),
+        },
+        "spec": {
+            "runtime": "python",
+            "framework": "sklearn",
+            "task": task,
+            "artifact": {
+                "uri": artifact.uri,
+                "sha256": artifact.sha256,
+                "format": format,
+                **({"trusted": trusted} if format == "skops" and trusted else {}),
+            },
+            "requirements": pins,
+            **({"code": [m.name for m in modules]} if modules else {}),
+            "input": columns,
+            "output": output,
+            "sample": "sample.json",
+            **({"serving": meta["serving"]} if meta.get("serving") else {}),
+            "environments": environments,
+        },
+    }
+    out = _out_dir(name, version)
+    staging = Path(tempfile.mkdtemp(prefix="modelgen-code-"))
+    try:
+        for module in modules:
+            shutil.copyfile(module, staging / module.name)
+        path = write_handover(
+            out,
+            manifest,
+            artifact=data,
+            sample=records,
+            code_from=staging,
+            header=f"Written by modelgen.deploy() {__version__}; the GitOps repository keeps the reviewed copy.",
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    checked = load(path)  # the schema and every rule `modelgen validate` applies
+
+    branch = url = None
+    message = f"uploaded {artifact.uri}; manifest at {path}"
+    if repo is not None:
+        from modelgen.gitops import publish_model
+        from modelgen.merge_request import GitLabApi
+
+        api = GitLabApi.from_environment(None, repo.settings.repo_url) if merge_request else None
+        published = publish_model(repo, checked, merge_request=merge_request, api=api)
+        branch, url, message = published.branch, published.merge_request_url, published.message
+    # The registry keeps the whole version (manifest and sample beside the artifact); uploaded
+    # after the push, so a registry webhook finds the branch already there.
+    for extra in ("model.yaml", "sample.json", *(m.name for m in modules)):
+        store.publish(name, version, extra, (out / extra).read_bytes())
+    return Deployment(name, version, artifact.uri, artifact.sha256, path, branch, url, message)
+
+
+# --- what the manifest says, inferred from the object -----------------------------------------
+
+
+def infer_task(model: Any, task: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``spec.task`` and ``spec.output`` from the estimator (scikit-learn's estimator types)."""
+    from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_regressor
+
+    if task is None:
+        if is_classifier(model):
+            task = "classification"
+        elif is_regressor(model):
+            task = "regression"
+        elif is_outlier_detector(model):
+            task = "anomaly-detection"
+        elif is_clusterer(model):
+            task = "clustering"
+        else:
+            raise DeployError(
+                f"cannot tell the task of a {type(model).__name__}: pass task='classification', 'regression', "
+                "'anomaly-detection' or 'clustering'"
+            )
+    if task == "classification":
+        classes = [_plain(c) for c in getattr(model, "classes_", [])]
+        kind = "probabilities" if hasattr(model, "predict_proba") else "label"
+        return task, {"type": kind, **({"classes": classes} if classes else {})}
+    if task == "regression":
+        return task, {"type": "value"}
+    if task == "anomaly-detection":
+        if not hasattr(model, "decision_function"):
+            raise DeployError(f"an anomaly detector needs decision_function(); {type(model).__name__} has none")
+        return task, {"type": "score"}
+    if task == "clustering":
+        return task, {"type": "cluster"}
+    raise DeployError(f"task={task!r} is not one of classification, regression, anomaly-detection, clustering")
+
+
+def serialize(model: Any, format: str) -> tuple[bytes, list[str]]:
+    """The artifact's bytes, and (skops) the types it needs beyond skops' trusted defaults."""
+    if format == "skops":
+        import skops.io
+
+        data = skops.io.dumps(model)
+        return data, sorted(skops.io.get_untrusted_types(data=data))
+    if format == "joblib":
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer, compress=3)
+        return buffer.getvalue(), []
+    return pickle.dumps(model, protocol=5), []
+
+
+def referenced_globals(model: Any) -> set[tuple[str, str]]:
+    """Every (module, name) the pickled object refers to: its classes and functions."""
+    found: set[tuple[str, str]] = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            found.add((module, name))
+            return super().find_class(module, name)
+
+    try:
+        Recorder(io.BytesIO(pickle.dumps(model, protocol=5))).load()  # noqa: S301 - our own bytes
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        raise DeployError(f"the model cannot be pickled: {err}") from err
+    main = sorted(name for module, name in found if module == "__main__")
+    if main:
+        raise DeployError(
+            f"{', '.join(main)} is defined in the notebook (__main__): the service could not load it; "
+            "move it to a .py file beside the notebook and import it from there"
+        )
+    return found
+
+
+def local_modules(references: set[tuple[str, str]], code: Iterable[str | Path]) -> list[Path]:
+    """The single-file modules outside any installed distribution that the model refers to, plus ``code``."""
+    distributions = importlib.metadata.packages_distributions()
+    files: dict[str, Path] = {}
+    for module in sorted({m for m, _ in references}):
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top in distributions:
+            continue
+        loaded = sys.modules.get(module)
+        source = Path(getattr(loaded, "__file__", "") or "")
+        if module != top or source.name == "__init__.py" or source.suffix != ".py":
+            raise DeployError(
+                f"the model uses {module}, which is neither installed as a package nor a single .py file; "
+                "install it as a package (and list it in requirements) or make it one module file"
+            )
+        files[source.name] = source.resolve()
+    for extra in code:
+        path = Path(extra).resolve()
+        if not path.is_file() or path.suffix != ".py":
+            raise DeployError(f"code={extra!s}: not a .py file")
+        files[path.name] = path
+    return [files[n] for n in sorted(files)]
+
+
+def pin_requirements(
+    references: set[tuple[str, str]], format: str, requirements: Sequence[str] | None = None
+) -> list[str]:
+    """``dist==version`` for every installed distribution the object's classes come from (and the format's)."""
+    distributions = importlib.metadata.packages_distributions()
+    names = set(ALWAYS)
+    if format in ("joblib", "skops"):
+        names.add(format)  # what loads the artifact
+    for module, _ in references:
+        names.update(distributions.get(module.split(".")[0], []))
+    names.discard("modelgen")  # the generator, not something the service runs
+    pins = {}
+    for dist in names:
+        try:
+            pins[_canonical(dist)] = f"{_display(dist)}=={importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    for requirement in requirements or ():
+        if "==" not in requirement:
+            raise DeployError(f"requirement {requirement!r} is not pinned (name==version)")
+        pins[_canonical(requirement.split("==")[0].split("[")[0])] = requirement
+    return [pins[k] for k in sorted(pins)]
+
+
+def provenance(model: Any, meta: Mapping[str, Any], pins: Sequence[str]) -> dict[str, Any]:
+    """``metadata.provenance``: hyperparameters, metrics, data, who/when, library versions."""
+    record: dict[str, Any] = {}
+    if meta.get("data"):
+        record["data"] = str(meta["data"])
+    if hasattr(model, "get_params"):
+        # deep: a pipeline's hyperparameters are its steps' (step__param); objects are left out.
+        params = {k: _json_value(v) for k, v in sorted(model.get_params(deep=True).items())}
+        record["parameters"] = {k: v for k, v in params.items() if v is not _SKIP}
+    metrics = dict(meta.get("metrics") or {})
+    bad = [k for k, v in metrics.items() if not isinstance(v, int | float) or isinstance(v, bool)]
+    if bad:
+        raise DeployError(f"metrics must be numbers: {', '.join(map(str, bad))}")
+    if metrics:
+        record["metrics"] = {str(k): float(v) for k, v in sorted(metrics.items())}
+    record["trainedBy"] = f"{getpass.getuser()}@{socket.gethostname()}"
+    record["trainedAt"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    record["libraries"] = {p.split("==")[0]: p.split("==")[1] for p in pins}
+    if meta.get("source"):
+        record["source"] = str(meta["source"])
+    return record
+
+
+def next_version(name: str, repo: Any, store: Any, format: str) -> str:
+    """One patch above the highest version the GitOps repository or its branches know, and free in the registry."""
+    known: list[tuple[int, int, int]] = []
+    if repo is not None:
+        from modelgen.gitops import deployed
+
+        on_target = deployed(repo, name, repo.head) if repo.head else None
+        if on_target:
+            known.append(_triple(on_target["version"]))
+        for ref in repo.git.text(
+            "for-each-ref", "--format=%(refname:short)", f"refs/remotes/origin/modelgen/{name}-*"
+        ).split():
+            tail = ref.rsplit(f"modelgen/{name}-", 1)[-1]
+            if VERSION.match(tail):
+                known.append(_triple(tail))
+    major, minor, patch = max(known) if known else (1, 0, -1)
+    while True:
+        patch += 1
+        candidate = f"{major}.{minor}.{patch}"
+        if not store.exists(f"{name}/{candidate}/model.{format}"):
+            return candidate
+
+
+# --- the round trip --------------------------------------------------------------------------
+
+_CHILD = r"""
+import pickle, sys
+from pathlib import Path
+args = pickle.load(sys.stdin.buffer)
+sys.path[:0] = args["paths"]
+path, fmt = Path(args["artifact"]), args["format"]
+if fmt == "joblib":
+    import joblib
+    model = joblib.load(path)
+elif fmt == "skops":
+    import skops.io
+    model = skops.io.load(path, trusted=args["trusted"])
+else:
+    model = pickle.loads(path.read_bytes())
+from modelgen.infer import service_frame
+out = {}
+for label, frame in (("sample", args["frame"]), ("service", service_frame(args["records"], args["columns"]))):
+    out[label] = {m: getattr(model, m)(frame) for m in args["methods"]}
+pickle.dump(out, sys.stdout.buffer)
+"""
+
+
+def check_round_trip(
+    model: Any,
+    data: bytes,
+    format: str,
+    trusted: list[str],
+    sample: Any,
+    records: list[dict[str, Any]],
+    columns: list[dict[str, Any]],
+    output: dict[str, Any],
+    modules: list[Path],
+) -> None:
+    """Load the artifact in a fresh Python and check it predicts like ``model``, on the sample as given
+    and on the rows rebuilt from JSON the way the service rebuilds them."""
+    import numpy as np
+
+    from modelgen.infer import service_frame
+
+    methods = sorted({"predict", METHOD.get(output["type"], "decision_function")} & set(dir(model)))
+    expected = {
+        "sample": {m: getattr(model, m)(sample) for m in methods},
+        "service": {m: getattr(model, m)(service_frame(records, columns)) for m in methods},
+    }
+    with tempfile.TemporaryDirectory(prefix="modelgen-roundtrip-") as tmp:
+        artifact = Path(tmp) / f"model.{format}"
+        artifact.write_bytes(data)
+        code = Path(tmp) / "code"
+        code.mkdir()
+        for module in modules:
+            shutil.copyfile(module, code / module.name)
+        payload = {
+            "artifact": str(artifact),
+            "format": format,
+            "trusted": trusted,
+            "paths": [str(code)],
+            "frame": sample,
+            "records": records,
+            "columns": columns,
+            "methods": methods,
+        }
+        # A clean interpreter: only what the service will have (installed packages, model_code/).
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD],
+            input=pickle.dumps(payload),
+            capture_output=True,
+            env=env,
+            cwd=tmp,
+            timeout=600,
+        )
+    if done.returncode != 0:
+        why = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise DeployError(
+            f"the artifact does not load in a fresh Python process: {why[-1] if why else done.returncode}"
+        )
+    got = pickle.loads(done.stdout)  # noqa: S301 - written by our own child process
+    for label in ("sample", "service"):
+        for method in methods:
+            a, b = np.asarray(expected[label][method]), np.asarray(got[label][method])
+            same = a.shape == b.shape and (
+                np.array_equal(a, b, equal_nan=True) if a.dtype.kind in "fc" else np.array_equal(a, b)
+            )
+            if not same:
+                where = (
+                    "loaded in a fresh process"
+                    if label == "sample"
+                    else "given rows rebuilt from JSON as the service does"
+                )
+                raise DeployError(
+                    f"the model's {method}() differs when {where}: the artifact would not serve it faithfully"
+                )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _setting(value: Any, variable: str, what: str) -> str:
+    value = value or os.environ.get(variable)
+    if not value:
+        raise DeployError(f"say where the {what} is: {what}=... or ${variable}")
+    return str(value)
+
+
+def _git_email() -> str | None:
+    try:
+        done = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
+def _out_dir(name: str, version: str) -> Path:
+    from modelgen.gitops import cache_root
+
+    return cache_root() / "deployments" / name / version
+
+
+def _triple(version: str) -> tuple[int, int, int]:
+    major, minor, patch = version.split("-")[0].split(".")
+    return int(major), int(minor), int(patch)
+
+
+def _plain(value: Any) -> Any:
+    # numpy scalars to Python ones (a dtype class such as np.float64 is a parameter value, not a scalar).
+    return value.item() if hasattr(value, "item") and not isinstance(value, type) else value
+
+
+_SKIP = object()
+
+
+def _json_value(value: Any) -> Any:
+    """A hyperparameter as a JSON value, or ``_SKIP`` for estimators and other objects."""
+    value = _plain(value)
+    if isinstance(value, float) and value != value:
+        return None  # NaN (e.g. an imputer's missing_values)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple) and all(v is None or isinstance(v, bool | int | float | str) for v in value):
+        return list(value)
+    return _SKIP
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def _display(dist: str) -> str:
+    try:
+        return importlib.metadata.metadata(dist)["Name"]
+    except importlib.metadata.PackageNotFoundError:
+        return dist

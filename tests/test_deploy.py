@@ -1,0 +1,331 @@
+"""`modelgen.deploy()` end to end: nginx as the registry, a bare GitOps remote, the generated service.
+
+Also what it infers from DataFrames and estimators, what it refuses, and the example notebook,
+executed headless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from gitops_support import Remote, cli, git
+from nginx_registry import PASSWORD, USER
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import IsolationForest
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+from support import Service
+
+import modelgen
+from modelgen.deploy import DeployError, infer_task, pin_requirements, referenced_globals
+from modelgen.errors import ModelgenError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "penguins"))
+import train as penguins_train  # noqa: E402
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, capsys) -> Remote:
+    """A GitOps repository, a private clone cache, and nginx's credentials in the environment."""
+    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MODELGEN_REGISTRY_USERNAME", USER)
+    monkeypatch.setenv("MODELGEN_REGISTRY_PASSWORD", PASSWORD)
+    monkeypatch.setenv("MODELGEN_OWNER", "jane.doe@example.com")
+    for name in ("GITLAB_URL", "GITLAB_TOKEN", "MODELGEN_REGISTRY", "MODELGEN_GITOPS", "MODELGEN_TEMPLATES"):
+        monkeypatch.delenv(name, raising=False)
+    remote = Remote.create(tmp_path / "gitops.git")
+    assert cli(capsys, "init-gitops", remote.path)[0] == 0
+    return remote
+
+
+@pytest.fixture(scope="module")
+def penguins():
+    features, species = penguins_train.load_data()
+    return penguins_train.build_pipeline().fit(features, species), features
+
+
+def test_deploy_end_to_end_serves_the_sample_like_the_object_in_memory(env, nginx, penguins, penguins_python, tmp_path):
+    model, features = penguins
+    sample = features.head(200)
+    deployment = modelgen.deploy(
+        model,
+        "penguin-deployed",
+        sample,
+        registry=nginx.base_url,
+        gitops=env.path,
+        metadata={"metrics": {"accuracy": 0.985}, "data": "palmerpenguins 0.1.0"},
+    )
+    assert deployment.version == "1.0.0"
+    assert deployment.branch == "modelgen/penguin-deployed-1.0.0"
+    assert repr(deployment).startswith("Deployment penguin-deployed 1.0.0")
+    assert "<table>" in deployment._repr_html_()
+
+    # The registry holds the version: the artifact (pinned by sha256), the manifest, the sample.
+    folder = nginx.path("penguin-deployed", "1.0.0", "x").parent
+    assert sorted(p.name for p in folder.iterdir()) == ["model.joblib", "model.yaml", "sample.json"]
+    artifact = (folder / "model.joblib").read_bytes()
+    assert deployment.artifact_uri == f"{nginx.base_url}/penguin-deployed/1.0.0/model.joblib"
+    assert deployment.sha256 == hashlib.sha256(artifact).hexdigest()
+
+    # The branch holds the project and the inferred manifest; the push asked for the MR.
+    manifest = yaml.safe_load(env.show(deployment.branch, "models/penguin-deployed/model.yaml"))
+    spec, meta = manifest["spec"], manifest["metadata"]
+    assert (spec["task"], spec["output"]) == (
+        "classification",
+        {"type": "probabilities", "classes": ["Adelie", "Chinstrap", "Gentoo"]},
+    )
+    assert [c["name"] for c in spec["input"]] == list(features.columns)
+    assert {c["name"]: c["type"] for c in spec["input"]}["year"] == "integer"
+    assert sorted(r.split("==")[0] for r in spec["requirements"]) == [
+        "joblib",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "xgboost",
+    ]
+    assert meta["owner"] == "jane.doe@example.com"
+    assert meta["provenance"]["metrics"] == {"accuracy": 0.985}
+    assert meta["provenance"]["parameters"]["pca__n_components"] == 5
+    assert meta["provenance"]["libraries"]["scikit-learn"] == __import__("sklearn").__version__
+    assert "merge_request.create" in env.pushes()[-1]["options"]
+
+    # The service generated on that branch answers the sample exactly like the object in memory.
+    checkout = tmp_path / "checkout"
+    git("clone", "--quiet", "--branch", deployment.branch, str(env.path), str(checkout))
+    project = checkout / "models" / "penguin-deployed"
+    model_path = tmp_path / "model" / "model.joblib"
+    fetch_env = {
+        **os.environ,
+        "ARTIFACT_URI": deployment.artifact_uri,
+        "ARTIFACT_SHA256": deployment.sha256,
+        "MODEL_PATH": str(model_path),
+        "REGISTRY_USERNAME": USER,
+        "REGISTRY_PASSWORD": PASSWORD,
+    }
+    fetched = subprocess.run(
+        [penguins_python, "-m", "app.fetch_artifact"], cwd=project, env=fetch_env, capture_output=True, text=True
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    service = Service(project, penguins_python, model_path).start()
+    try:
+        # The whole sample, as an application sends it (JSON, null for missing values).
+        records = json.loads(sample.to_json(orient="records"))
+        response = service.post_json({"dataframe_records": records})
+        assert response.status == 200, response.body
+        served = np.array([[p["probabilities"][c] for c in model.classes_] for p in response.json()["predictions"]])
+        assert np.array_equal(served, model.predict_proba(sample))
+    finally:
+        service.stop()
+
+
+def test_version_defaults_to_the_next_free_one(env, tmp_path):
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "g": ["a", "b", "a", "b"]})
+    model = make_pipeline(
+        ColumnTransformer([("g", OneHotEncoder(), ["g"])], remainder="passthrough"), LinearRegression()
+    ).fit(frame, [0.0, 1.0, 2.0, 3.5])
+    registry = tmp_path / "registry"
+    first = modelgen.deploy(model, "tiny", frame, registry=registry, gitops=env.path)
+    second = modelgen.deploy(model, "tiny", frame, registry=registry, gitops=env.path)
+    assert (first.version, second.version) == ("1.0.0", "1.0.1")
+    assert env.branches() == ["main", "modelgen/tiny-1.0.0", "modelgen/tiny-1.0.1"]
+    manifest = yaml.safe_load(Path(second.manifest).read_text())
+    assert (manifest["spec"]["task"], manifest["spec"]["output"]) == ("regression", {"type": "value"})
+    # A version taken in the registry by other bytes is skipped, never overwritten.
+    (registry / "tiny" / "1.0.2").mkdir()
+    (registry / "tiny" / "1.0.2" / "model.joblib").write_bytes(b"someone else's")
+    assert modelgen.deploy(model, "tiny", frame, registry=registry, gitops=env.path).version == "1.0.3"
+
+
+def test_schema_inference_on_pandas_dtypes(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
+    frame = pd.DataFrame(
+        {
+            "visits": pd.array([1, None, 3, 4, 2, 1], dtype="Int64"),
+            "plan": pd.Categorical(["basic", "pro", "pro", None, "basic", "pro"]),
+            "active": [True, False, True, True, False, True],
+            "fee": [9.5, 20.0, None, 20.0, 9.5, 20.0],
+        }
+    )
+    target = [0, 1, 1, 0, 0, 1]
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                ("plan", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder()), ["plan"]),
+                ("numbers", SimpleImputer(), ["visits", "fee", "active"]),
+            ]
+        ),
+        LogisticRegression(),
+    ).fit(frame, target)
+    deployment = modelgen.deploy(
+        model, "churn", frame, registry=tmp_path / "registry", gitops=False, owner="a.b@example.com"
+    )
+    assert deployment.branch is None
+    spec = yaml.safe_load(Path(deployment.manifest).read_text())["spec"]
+    assert spec["input"] == [
+        {"name": "visits", "type": "integer", "nullable": True},
+        {"name": "plan", "type": "string", "nullable": True, "categories": ["basic", "pro"]},
+        {"name": "active", "type": "boolean"},
+        {"name": "fee", "type": "number", "nullable": True},
+    ]
+    assert spec["output"] == {"type": "probabilities", "classes": [0, 1]}
+
+    dated = frame.assign(signup=pd.to_datetime(["2024-01-01"] * 6))
+    with pytest.raises(ModelgenError, match="column 'signup' holds datetime64 values.*convert it"):
+        modelgen.deploy(model, "churn", dated, registry=tmp_path / "registry", gitops=False, owner="a.b@example.com")
+
+
+def test_custom_code_is_found_and_shipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "ratio_features.py").write_text(
+        textwrap.dedent(
+            """
+            from sklearn.base import BaseEstimator, TransformerMixin
+
+            class Ratio(BaseEstimator, TransformerMixin):
+                def fit(self, X, y=None):
+                    return self
+
+                def transform(self, X):
+                    return (X["a"] / X["b"]).to_frame("ratio")
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from ratio_features import Ratio
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [2.0, 2.0, 1.0, 1.0]})
+    model = make_pipeline(Ratio(), IsolationForest(random_state=0)).fit(frame)
+    deployment = modelgen.deploy(
+        model, "ratio-outliers", frame, registry=tmp_path / "registry", gitops=False, owner="a.b@example.com"
+    )
+    spec = yaml.safe_load(Path(deployment.manifest).read_text())["spec"]
+    assert spec["code"] == ["ratio_features.py"]
+    assert (spec["task"], spec["output"]) == ("anomaly-detection", {"type": "score"})
+    assert (Path(deployment.manifest).parent / "ratio_features.py").read_text() == (
+        tmp_path / "ratio_features.py"
+    ).read_text()
+    assert not any(r.startswith("ratio") for r in spec["requirements"])
+
+
+def test_refusals_say_what_to_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    model = LinearRegression().fit(frame, [0.0, 1.0, 2.0, 3.0])
+    kwargs = {"registry": tmp_path / "registry", "gitops": False, "owner": "a.b@example.com"}
+    with pytest.raises(DeployError, match="sample must be a non-empty pandas DataFrame"):
+        modelgen.deploy(model, "reg", frame.to_dict("records"), **kwargs)
+    with pytest.raises(DeployError, match="format='onnx' is not one of joblib, skops, pickle"):
+        modelgen.deploy(model, "reg", frame, format="onnx", **kwargs)
+    with pytest.raises(ModelgenError, match="is not a model name"):
+        modelgen.deploy(model, "Reg_1", frame, **kwargs)
+    monkeypatch.delenv("MODELGEN_REGISTRY", raising=False)
+    with pytest.raises(DeployError, match=r"say where the registry is: registry=\.\.\. or \$MODELGEN_REGISTRY"):
+        modelgen.deploy(model, "reg", frame, gitops=False, owner="a.b@example.com")
+    with pytest.raises(DeployError, match="metrics must be numbers: auc"):
+        modelgen.deploy(model, "reg", frame, metadata={"metrics": {"auc": "high"}}, **kwargs)
+
+    # Predictions that change once the artifact is loaded again: nothing is uploaded.
+    (tmp_path / "noisy.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from sklearn.base import BaseEstimator, RegressorMixin
+
+            class Noisy(RegressorMixin, BaseEstimator):
+                def fit(self, X, y):
+                    return self
+
+                def predict(self, X):
+                    return np.random.default_rng().random(len(X))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from noisy import Noisy
+
+    with pytest.raises(DeployError, match=r"predict\(\) differs when loaded in a fresh process"):
+        modelgen.deploy(Noisy().fit(frame, [0, 1, 2, 3]), "noisy", frame, **kwargs)
+    assert not (tmp_path / "registry" / "noisy").exists()
+
+
+def test_classes_defined_in_the_notebook_are_refused():
+    namespace: dict = {"__name__": "__main__"}
+    exec(  # a class as a notebook cell defines it: in __main__
+        "from sklearn.base import BaseEstimator, TransformerMixin\n"
+        "class Doubler(BaseEstimator, TransformerMixin):\n"
+        "    def fit(self, X, y=None): return self\n"
+        "    def transform(self, X): return X * 2\n",
+        namespace,
+    )
+    main = sys.modules["__main__"]
+    main.Doubler = namespace["Doubler"]
+    try:
+        model = make_pipeline(namespace["Doubler"](), LinearRegression())
+        with pytest.raises(
+            DeployError, match=r"Doubler is defined in the notebook \(__main__\).*move it to a .py file"
+        ):
+            referenced_globals(model)
+    finally:
+        del main.Doubler
+
+
+def test_task_and_requirements_inference():
+    assert infer_task(IsolationForest())[0] == "anomaly-detection"
+    with pytest.raises(DeployError, match="cannot tell the task of a SimpleImputer"):
+        infer_task(SimpleImputer())
+    pins = pin_requirements({("sklearn.linear_model._base", "LinearRegression")}, "joblib", ["numpy==2.0.0"])
+    assert [p.split("==")[0] for p in pins] == ["joblib", "numpy", "pandas", "scikit-learn"]
+    assert "numpy==2.0.0" in pins  # an explicit pin wins
+    with pytest.raises(DeployError, match="not pinned"):
+        pin_requirements(set(), "joblib", ["numpy"])
+
+
+def test_skops_artifacts_record_their_trusted_types(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    model = LinearRegression().fit(frame, [0.0, 1.0, 2.0, 3.0])
+    deployment = modelgen.deploy(
+        model, "skopsy", frame, format="skops", registry=tmp_path / "registry", gitops=False, owner="a.b@example.com"
+    )
+    spec = yaml.safe_load(Path(deployment.manifest).read_text())["spec"]
+    assert spec["artifact"]["format"] == "skops"
+    assert any(r.startswith("skops==") for r in spec["requirements"])
+    import skops.io
+
+    data = (tmp_path / "registry" / "skopsy" / "1.0.0" / "model.skops").read_bytes()
+    trusted = spec["artifact"].get("trusted", [])
+    assert sorted(skops.io.get_untrusted_types(data=data)) == trusted
+    loaded = skops.io.loads(data, trusted=trusted)
+    assert np.array_equal(loaded.predict(frame), model.predict(frame))
+
+
+def test_the_example_notebook_runs_headless_and_deploys(env, tmp_path, monkeypatch):
+    import nbclient
+    import nbformat
+
+    monkeypatch.setenv("MODELGEN_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.setenv("MODELGEN_GITOPS", str(env.path))
+    notebook = nbformat.read(ROOT / "examples" / "notebooks" / "deploy-penguins.ipynb", as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    )
+    client.execute(env={**os.environ})
+    last = notebook.cells[-1]["outputs"][-1]["data"]["text/plain"]
+    assert last.startswith("Deployment penguin-notebook 1.0.0"), last
+    assert "modelgen/penguin-notebook-1.0.0" in env.branches()
+    manifest = yaml.safe_load(env.show("modelgen/penguin-notebook-1.0.0", "models/penguin-notebook/model.yaml"))
+    assert manifest["metadata"]["provenance"]["source"] == "examples/notebooks/deploy-penguins.ipynb"
+    assert 0.9 < manifest["metadata"]["provenance"]["metrics"]["accuracy"] <= 1.0
