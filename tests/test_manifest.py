@@ -38,7 +38,10 @@ SHA_RULE = "64 lower-case hexadecimal digits (0-9, a-f)"
 PIN_RULE = "a package pinned to one version, name==version or name[extra]==version, e.g. scikit-learn==1.5.2"
 SHAPE = "a YAML mapping with apiVersion, kind, metadata and spec"
 TASKS = "classification, regression, anomaly-detection, clustering"
-SPEC_FIELDS = "artifact, code, environments, framework, input, output, requirements, runtime, sample, serving, task"
+SPEC_FIELDS = (
+    "artifact, code, cran, environments, framework, input, lockfile, output, rVersion, requirements, runtime, "
+    "sample, serving, task"
+)
 ENV_FIELDS = "autoscaling, host, name, replicas, resources"
 OUTSIDE = "points outside the manifest's folder (allowed: a relative path inside the folder of model.yaml)"
 QUOTE = "(allowed: a string; put the value in quotes)"
@@ -396,12 +399,24 @@ CASES = [
     # ---- spec: enums and types
     Case(
         "unknown-runtime",
-        ['model.yaml:11: spec.runtime: "r" is not allowed (allowed: python)'],
+        ['model.yaml:11: spec.runtime: "julia" is not allowed (allowed: python, r)'],
+        edits=[("runtime: python", "runtime: julia")],
+    ),
+    Case(
+        "r-runtime-with-python-values",
+        [
+            'model.yaml:12: spec.framework: "xgboost" is not a r framework (allowed: caret, mlr, mlr3, recipes, stats)',
+            'model.yaml:17: spec.artifact.format: "joblib" is not a r format (allowed: rds)',
+            'model.yaml:19: spec.code[0]: "features.py" is not r code (allowed: .R files)',
+        ],
         edits=[("runtime: python", "runtime: r")],
     ),
     Case(
         "unknown-framework",
-        ['model.yaml:12: spec.framework: "tensorflow" is not allowed (allowed: sklearn, xgboost)'],
+        [
+            'model.yaml:12: spec.framework: "tensorflow" is not allowed '
+            "(allowed: sklearn, xgboost, caret, mlr, mlr3, recipes, stats)"
+        ],
         edits=[("framework: xgboost", "framework: tensorflow")],
     ),
     Case(
@@ -416,7 +431,7 @@ CASES = [
     ),
     Case(
         "unknown-format",
-        ['model.yaml:17: spec.artifact.format: "onnx" is not allowed (allowed: joblib, pickle, skops)'],
+        ['model.yaml:17: spec.artifact.format: "onnx" is not allowed (allowed: joblib, pickle, skops, rds)'],
         edits=[("format: joblib", "format: onnx")],
     ),
     Case(
@@ -751,7 +766,7 @@ CASES = [
         "code-absolute-path",
         [
             'model.yaml:19: spec.code[0]: "/tmp/evil.py" is not valid: is an absolute path '
-            "(allowed: a path relative to the manifest's folder, ending in .py)"
+            "(allowed: a path relative to the manifest's folder, ending in .py (Python) or .R (R))"
         ],
         edits=[("code: [features.py]", "code: [/tmp/evil.py]")],
     ),
@@ -824,7 +839,7 @@ def test_many_problems_in_one_file_are_all_reported_sorted_by_line(tmp_path, mon
         f'model.yaml:6: metadata.version: "1.0" is not valid (allowed: {VERSION_RULE})',
         "model.yaml:11: spec.artifact.sha256: required field is missing (SHA-256 of the artifact "
         "bytes, 64 lower-case hex digits; the service refuses any other bytes)",
-        'model.yaml:13: spec.artifact.format: "onnx" is not allowed (allowed: joblib, pickle, skops)',
+        'model.yaml:13: spec.artifact.format: "onnx" is not allowed (allowed: joblib, pickle, skops, rds)',
         f'model.yaml:15: spec.requirements[0]: "scikit-learn>=1.0" is not valid: is not pinned '
         f"with == (allowed: {PIN_RULE})",
         f'model.yaml:17: spec.code[0]: "../evil.py" {OUTSIDE}',
@@ -937,7 +952,7 @@ def test_docs_page_is_the_generated_reference():
 def test_docs_page_covers_every_schema_property():
     page = docs.manifest_reference()
     paths = schema_property_paths()
-    assert len(paths) == 60
+    assert len(paths) == 63
     assert "metadata.provenance.metrics" in paths and "spec.artifact.trusted" in paths
     assert "spec.environments[].host" in paths and "spec.serving.autoscaling.cpu" in paths
     missing = [p for p in paths if f"| `{p}` |" not in page]

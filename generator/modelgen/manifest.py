@@ -111,7 +111,20 @@ class Manifest:
 
     @property
     def framework(self) -> str:
-        return self.spec.get("framework", "sklearn")
+        return self.spec.get("framework", DEFAULT_FRAMEWORK[self.runtime])
+
+    @property
+    def lockfile(self) -> str:
+        """R: which lock file the project gets (packrat or renv)."""
+        return self.spec.get("lockfile", "packrat")
+
+    @property
+    def r_version(self) -> str:
+        return self.spec.get("rVersion", "4.2.2")
+
+    @property
+    def cran(self) -> str:
+        return self.spec.get("cran", "https://cloud.r-project.org")
 
     @property
     def task(self) -> str:
@@ -330,6 +343,14 @@ def _dotted(path: FieldPath | list[str | int]) -> str:
 
 # What each ``pattern`` in the schema means, in words; used in messages and in docs/manifest.md.
 # tests/test_manifest.py checks that every pattern of the schema is explained here.
+# What each runtime accepts where the schema lists both runtimes' values.
+RUNTIME_VALUES = {
+    "python": {"framework": ("sklearn", "xgboost"), "format": ("joblib", "pickle", "skops"), "code": ".py"},
+    "r": {"framework": ("caret", "mlr", "mlr3", "recipes", "stats"), "format": ("rds",), "code": ".R"},
+}
+DEFAULT_FRAMEWORK = {"python": "sklearn", "r": "stats"}
+R_ONLY = ("lockfile", "rVersion", "cran")
+
 PATTERN_MEANINGS: dict[str, str] = {
     "^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$": (
         "a DNS-1123 label: lower-case letters, digits and '-', starting with a letter, "
@@ -355,7 +376,9 @@ PATTERN_MEANINGS: dict[str, str] = {
     "^[A-Za-z0-9][A-Za-z0-9._-]*(\\[[A-Za-z0-9,._-]+\\])?==[A-Za-z0-9.+!_-]+$": (
         "a package pinned to one version, name==version or name[extra]==version, e.g. scikit-learn==1.5.2"
     ),
-    "^[^/\\\\].*\\.py$": "a path relative to the manifest's folder, ending in .py",
+    "^[^/\\\\].*\\.(py|R)$": "a path relative to the manifest's folder, ending in .py (Python) or .R (R)",
+    "^[0-9]+\\.[0-9]+\\.[0-9]+$": "a version MAJOR.MINOR.PATCH, e.g. 4.2.2",
+    "^https?://\\S+$": "an http:// or https:// URL without spaces",
     "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$": (
         "a letter or '_', then letters, digits, '_', '.' or '-', at most 128 characters"
     ),
@@ -596,12 +619,12 @@ def _pattern_faults(pattern: str, value: str) -> list[str]:
             faults.append("has characters other than 0-9 and a-f")
     elif pattern.startswith("^[A-Za-z0-9][A-Za-z0-9._-]*") and "==" not in value:
         faults.append("is not pinned with ==")
-    elif pattern in ("^[^/\\\\].*\\.py$", "\\.json$"):
+    elif pattern in ("^[^/\\\\].*\\.(py|R)$", "\\.json$"):
         if value.startswith(("/", "\\")):
             faults.append("is an absolute path")
-        suffix = ".py" if "py" in pattern else ".json"
-        if not value.endswith(suffix):
-            faults.append(f"does not end in {suffix}")
+        suffixes = (".py", ".R") if "py" in pattern else (".json",)
+        if not value.endswith(suffixes):
+            faults.append(f"does not end in {' or '.join(suffixes)}")
     return faults
 
 
@@ -717,13 +740,31 @@ def _semantic_problems(
             layers = [*defaults, (serving_scaling, inherited), ("", own)]
             _check_scaling(add, ("spec", "environments", i, "autoscaling"), layers)
 
+    runtime = get("spec", "runtime")
+    if runtime is not _MISSING:
+        allowed = RUNTIME_VALUES[runtime]
+        for key, path in (("framework", ("spec", "framework")), ("format", ("spec", "artifact", "format"))):
+            value = get(*path)
+            if value is not _MISSING and value not in allowed[key]:
+                add(path, f"{_show(value)} is not a {runtime} {key} (allowed: {', '.join(allowed[key])})")
+        if runtime == "python":
+            for key in R_ONLY:
+                if key in plain["spec"]:
+                    add(("spec", key), f"{key} applies to R models only (allowed here: leave it out)")
+        if get("spec", "artifact", "trusted") is not _MISSING and get("spec", "artifact", "format") != "skops":
+            add(("spec", "artifact", "trusted"), "trusted applies to skops artifacts only (allowed: leave it out)")
+        codes = plain["spec"].get("code")
+        for i, rel in enumerate(codes if isinstance(codes, list) else []):
+            if isinstance(rel, str) and get("spec", "code", i) is not _MISSING and not rel.endswith(allowed["code"]):
+                add(("spec", "code", i), f"{_show(rel)} is not {runtime} code (allowed: {allowed['code']} files)")
+
     code = plain["spec"].get("code")
     modules: dict[str, int] = {}
     for i, rel in enumerate(code if isinstance(code, list) else []):
         if get("spec", "code", i) is _MISSING:
             continue
         resolved = _file_problem(add, ("spec", "code", i), base, rel, manifest_name)
-        if resolved is None:
+        if resolved is None or runtime == "r":  # R files are sourced by path: no module names
             continue
         module = resolved.stem
         if not module.isidentifier() or keyword.iskeyword(module):
