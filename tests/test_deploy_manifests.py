@@ -134,9 +134,19 @@ def _run(*args: str | Path, timeout: int = 180) -> subprocess.CompletedProcess[s
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return _generate(MANIFEST, SAMPLE, tmp_path_factory.mktemp("deploy"))
+# The same model as an R one: deploy/ and the CI come from the same common template.
+R_MANIFEST = (
+    MANIFEST.replace("runtime: python", "runtime: r")
+    .replace("model.joblib", "model.rds")
+    .replace("format: joblib", "format: rds")
+    .replace("[scikit-learn==1.5.2]", "[caret==6.0-93, ranger==0.14.1]")
+)
+
+
+@pytest.fixture(scope="module", params=["python", "r"])
+def project(request, tmp_path_factory) -> Path:
+    text = MANIFEST if request.param == "python" else R_MANIFEST
+    return _generate(text, SAMPLE, tmp_path_factory.mktemp(f"deploy-{request.param}"))
 
 
 @pytest.fixture(scope="module")
@@ -341,32 +351,41 @@ def test_image_stream_and_build_config(rendered):
     assert {"type": "ConfigChange"} in build["triggers"]
 
 
-def test_init_container_fetches_and_verifies_the_artifact(rendered):
+@pytest.fixture(scope="module")
+def runtime(project) -> str:
+    return json.loads((project / ".modelgen.json").read_text())["inputs"]["runtime"]
+
+
+def test_init_container_fetches_and_verifies_the_artifact(rendered, runtime):
     deployment = one(rendered["prod"], "Deployment")
     init = containers(deployment)["fetch-artifact"]
-    assert init["command"] == ["python", "-m", "app.fetch_artifact"]
+    command = {"python": ["python", "-m", "app.fetch_artifact"], "r": ["Rscript", "app/fetch_artifact.R"]}
+    assert init["command"] == command[runtime]
     env = env_of(init)
-    assert env["ARTIFACT_URI"] == ARTIFACT_URI
+    extension = "joblib" if runtime == "python" else "rds"
+    assert env["ARTIFACT_URI"] == ARTIFACT_URI.replace("joblib", extension)
     assert env["ARTIFACT_SHA256"] == SHA256
-    assert env["MODEL_PATH"] == "/model/model.joblib"
+    assert env["MODEL_PATH"] == f"/model/model.{extension}"
     for var, key in (("REGISTRY_USERNAME", "username"), ("REGISTRY_PASSWORD", "password")):
         assert env[var] == {"secretKeyRef": {"name": "nexus-models", "key": key, "optional": True}}
     assert {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]} == {"/model": False, "/tmp": False}
 
 
-def test_model_container_env_ports_probes(rendered):
+def test_model_container_env_ports_probes(rendered, runtime):
     deployment = one(rendered["prod"], "Deployment")
     model = containers(deployment)["model"]
-    assert "command" not in model  # the image's CMD: python -m app
-    assert env_of(model) == {
+    assert "command" not in model  # the image's CMD: python -m app, or bash app/start.sh
+    expected = {
         "PORT": "8080",
-        "MODEL_PATH": "/model/model.joblib",
+        "MODEL_PATH": "/model/model.joblib" if runtime == "python" else "/model/model.rds",
         "MODEL_SHA256": SHA256,
         "MODELGEN_WORKERS": "3",
         "MAX_REQUEST_BYTES": "2097152",
         "TIMEOUT_SECONDS": "30",
-        "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
     }
+    if runtime == "python":  # gunicorn's workers add up their metrics there; the R workers use /tmp
+        expected["PROMETHEUS_MULTIPROC_DIR"] = "/tmp/metrics"
+    assert env_of(model) == expected
     assert model["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert model[probe]["httpGet"] == {"path": "/ping", "port": "http"}, probe
@@ -443,17 +462,23 @@ def test_defaults_give_short_overlays_and_no_worker_override(tmp_path):
 # ---------------------------------------------------------------------------- CI and image
 
 
-def test_gitlab_ci_jobs(project):
+def test_gitlab_ci_jobs(project, runtime):
     ci = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
     assert ci["stages"] == ["test", "build"]
     assert ci["variables"]["MODEL_DIR"] == f"models/{NAME}"
     test = ci["test"]
     assert test["stage"] == "test"
-    assert test["image"] == "python:3.11-slim-bookworm"
-    assert test["variables"]["ARTIFACT_URI"] == ARTIFACT_URI
+    extension = "joblib" if runtime == "python" else "rds"
+    assert test["variables"]["ARTIFACT_URI"] == ARTIFACT_URI.replace("joblib", extension)
     assert test["variables"]["ARTIFACT_SHA256"] == SHA256
-    assert test["variables"]["MODEL_PATH"] == "model.joblib"
-    assert test["script"][-2:] == ["python -m app.fetch_artifact", "python -m pytest tests/"]
+    assert test["variables"]["MODEL_PATH"] == f"model.{extension}"
+    if runtime == "python":
+        assert test["image"] == "python:3.11-slim-bookworm"
+        assert test["script"][-2:] == ["python -m app.fetch_artifact", "python -m pytest tests/"]
+    else:
+        assert test["image"] == "rocker/r-ver:4.2.2"
+        assert test["script"][-2:] == ["Rscript app/fetch_artifact.R", "Rscript tests/smoke.R"]
+        assert "packrat::restore" in test["script"][0]
     assert ci["overlays"]["script"] == [f"kubectl kustomize deploy/overlays/{env} > /dev/null" for env in ENVS]
     build = ci["build"]
     assert build["stage"] == "build"
@@ -463,19 +488,25 @@ def test_gitlab_ci_jobs(project):
     assert all("only" not in job for job in ci.values() if isinstance(job, dict))
 
 
-def test_dockerfile_runs_as_any_uid_with_one_thread_per_worker(project):
+def test_dockerfile_runs_as_any_uid_with_one_thread_per_worker(project, runtime):
     lines = [line.strip() for line in (project / "Dockerfile").read_text().splitlines()]
-    assert lines[[i for i, line in enumerate(lines) if line.startswith("FROM ")][0]] == "FROM python:3.11-slim-bookworm"
+    base = {"python": "FROM python:3.11-slim-bookworm", "r": "FROM rocker/r-ver:4.2.2"}[runtime]
+    assert lines[[i for i, line in enumerate(lines) if line.startswith("FROM ")][0]] == base
     assert "USER 1001" in lines
-    assert lines[-1] == 'CMD ["python", "-m", "app"]'
+    assert lines[-1] == {"python": 'CMD ["python", "-m", "app"]', "r": 'CMD ["bash", "app/start.sh"]'}[runtime]
     assert "EXPOSE 8080" in lines
     text = (project / "Dockerfile").read_text()
-    for setting in ("OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1", "HOME=/tmp"):
+    for setting in ("OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "HOME=/tmp"):
         assert setting in text
-    assert "pip install --no-cache-dir -r requirements.txt" in text
+    restore = {
+        "python": "pip install --no-cache-dir -r requirements.txt",
+        "r": 'packrat::restore(project = ".", prompt = FALSE, restart = FALSE, overwrite.dirty = TRUE)',
+    }
+    assert restore[runtime] in text
     assert "chmod -R g=u /opt/app" in text
     ignored = (project / ".dockerignore").read_text().splitlines()
-    assert {"model.joblib", "deploy/", ".git"} <= set(ignored)
+    artifact = "model.joblib" if runtime == "python" else "model.rds"
+    assert {artifact, "deploy/", ".git"} <= set(ignored)
 
 
 def test_argo_cd_sync_waves_put_the_image_stream_and_build_before_the_deployment(rendered):

@@ -85,6 +85,7 @@ def context(manifest: Manifest, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) 
         "example": manifest.sample[:2],
         "gitops_repo_url": gitops_repo_url,
         "python_version": PYTHON_VERSION,
+        **(_r_context(manifest) if manifest.runtime == "r" else {}),
         "modelgen_version": __version__,
     }
 
@@ -119,7 +120,39 @@ def render_inputs(ctx: dict[str, Any], root: Path) -> Files:
         files.update(_cookiecutter(source, ctx))
     for env in ctx["environments"]:
         files.update(_overlay(common / OVERLAY, ctx, env))
+    if ctx["runtime"] == "r":
+        files.update(_r_documents(ctx, root))
     return files
+
+
+def _r_context(manifest: Manifest) -> dict[str, Any]:
+    """What only the R template needs: the lock file, R's version, the packages as name/version."""
+    return {
+        "lockfile": manifest.lockfile,
+        "r_version": manifest.r_version,
+        "cran": manifest.cran,
+        "r_packages": [dict(zip(("name", "version"), r.split("=="), strict=True)) for r in manifest.requirements],
+        "code_files": [Path(p).name for p in manifest.code],
+    }
+
+
+def _r_documents(ctx: dict[str, Any], root: Path) -> Files:
+    """/openapi.json and /schema of the R service, from the one description both runtimes share
+    (the Python template's app/openapi.py), so an R and a Python model document the same contract."""
+    import importlib.util
+
+    source = root / "python-model" / "{{cookiecutter.name}}" / "app" / "openapi.py"
+    spec = importlib.util.spec_from_file_location("_modelgen_openapi", source)
+    if spec is None or spec.loader is None:
+        raise RenderError(f"cannot load {source}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    contract = {**ctx, "description": ctx["description"]}
+    documents = {
+        "app/openapi.json": module.document(contract),
+        "app/schema.json": {"input": module.input_schema(contract), "output": module.output_schema(contract)},
+    }
+    return {path: (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8") for path, doc in documents.items()}
 
 
 def template_files(runtime: str, root: Path | None = None) -> Files:

@@ -1,0 +1,266 @@
+# Request bodies -> a checked data.frame typed as the model was trained, or a bad_request
+# condition naming the column and row. The same payloads, status codes and error messages as
+# the Python template (app/payload.py), so clients cannot tell the runtimes apart.
+
+WRAPPERS <- c("dataframe_split", "dataframe_records", "instances", "inputs")
+
+bad_request <- function(message, status = 400L, column = NULL, row = NULL) {
+  structure(
+    class = c("bad_request", "error", "condition"),
+    list(message = message, call = NULL, status = status, column = column, row = row)
+  )
+}
+
+error_body <- function(message, column = NULL, row = NULL) {
+  list(error = list(message = message, column = column, row = row))
+}
+
+show_value <- function(value) {
+  text <- if (is.null(value)) "null" else as.character(jsonlite::toJSON(value, auto_unbox = TRUE, null = "null"))
+  if (nchar(text) <= 40) text else paste0(substr(text, 1, 37), "...")
+}
+
+quote_name <- function(x) paste0("'", x, "'")
+
+# One declared column: checks JSON values (a list, NULL for null) and builds the typed vector.
+column_values <- function(column, values) {
+  name <- column$name
+  nullable <- isTRUE(column$nullable)
+  bad <- function(i, message) {
+    stop(bad_request(sprintf("column %s, row %d: %s", quote_name(name), i - 1L, message), column = name, row = i - 1L))
+  }
+  null_at <- function(i) if (!nullable) bad(i, "null is not allowed (column is not nullable)")
+  n <- length(values)
+  type <- column$type
+  if (type == "number" || type == "integer") {
+    out <- rep(NA_real_, n)
+    for (i in seq_len(n)) {
+      v <- values[[i]]
+      if (is.null(v)) {
+        null_at(i)
+      } else if (is.character(v) && length(v) == 1 && v %in% NON_FINITE) {
+        bad(i, sprintf("%s is not a finite number", sub("^__modelgen_(.*)__$", "\\1", v)))
+      } else if (is.numeric(v) && length(v) == 1) {
+        if (type == "integer" && v != round(v)) bad(i, sprintf("%s is not an integer", show_value(v)))
+        out[i] <- v
+      } else {
+        bad(i, sprintf("%s is not a%s %s", show_value(v), if (type == "integer") "n" else "", type))
+      }
+    }
+    return(out)
+  }
+  if (type == "string") {
+    out <- rep(NA_character_, n)
+    known <- unlist(column$categories)
+    strict <- isTRUE(column$strict) && length(known) > 0
+    for (i in seq_len(n)) {
+      v <- values[[i]]
+      if (is.character(v) && length(v) == 1 && !(v %in% NON_FINITE)) {
+        if (strict && !(v %in% known)) {
+          bad(i, sprintf("%s is not a known category (allowed: %s)", quote_name(v), paste(sort(known), collapse = ", ")))
+        }
+        out[i] <- v
+      } else if (is.null(v)) {
+        null_at(i)
+      } else {
+        bad(i, sprintf("%s is not a string", show_value(v)))
+      }
+    }
+    return(out)
+  }
+  out <- rep(NA, n)  # boolean
+  for (i in seq_len(n)) {
+    v <- values[[i]]
+    if (is.logical(v) && length(v) == 1 && !is.na(v)) {
+      out[i] <- v
+    } else if (is.null(v)) {
+      null_at(i)
+    } else {
+      bad(i, sprintf("%s is not true or false", show_value(v)))
+    }
+  }
+  out
+}
+
+# CSV cells are strings; an empty cell is null. Converted to JSON-like values, then checked.
+csv_values <- function(column, cells) {
+  name <- column$name
+  lapply(seq_along(cells), function(i) {
+    cell <- cells[[i]]
+    if (is.na(cell) || cell == "") {
+      return(NULL)
+    }
+    if (column$type == "string") {
+      return(cell)
+    }
+    if (column$type == "boolean") {
+      lowered <- tolower(trimws(cell))
+      if (lowered %in% c("true", "1")) return(TRUE)
+      if (lowered %in% c("false", "0")) return(FALSE)
+    } else {
+      value <- suppressWarnings(as.numeric(cell))
+      if (!is.na(value) && is.finite(value) && (column$type == "number" || value == round(value))) {
+        return(value)
+      }
+    }
+    article <- if (column$type == "integer") "an" else "a"
+    stop(bad_request(
+      sprintf("column %s, row %d: %s is not %s %s", quote_name(name), i - 1L, quote_name(cell), article, column$type),
+      column = name, row = i - 1L
+    ))
+  })
+}
+
+NON_FINITE <- c("__modelgen_Infinity__", "__modelgen_-Infinity__", "__modelgen_NaN__")
+
+parse_json <- function(text) {
+  tryCatch(
+    jsonlite::parse_json(text, simplifyVector = FALSE),
+    error = function(err) {
+      # Python's json (what many clients use) writes Infinity and NaN, which are not JSON:
+      # read them as markers, so the column check names them instead of the whole body failing.
+      marked <- gsub("([:\\[,]\\s*)(-?Infinity|NaN)(?=\\s*[,\\]}])", "\\1\"__modelgen_\\2__\"", text, perl = TRUE)
+      if (!identical(marked, text)) {
+        parsed <- tryCatch(jsonlite::parse_json(marked, simplifyVector = FALSE), error = function(e) NULL)
+        if (!is.null(parsed)) return(parsed)
+      }
+      stop(bad_request(paste("body is not valid JSON:", conditionMessage(err))))
+    }
+  )
+}
+
+is_record <- function(x) is.list(x) && !is.null(names(x)) && all(names(x) != "")
+
+input_schema <- function(columns) {
+  names <- vapply(columns, function(c) c$name, "")
+  check_header <- function(header) {
+    if (anyDuplicated(header)) {
+      dup <- header[anyDuplicated(header)]
+      stop(bad_request(sprintf("column %s appears more than once", quote_name(dup)), column = dup))
+    }
+    if (!setequal(header, names)) explain_columns(header, NULL)
+  }
+  explain_columns <- function(given, row) {
+    at <- if (is.null(row)) "" else sprintf("row %d: ", row)
+    missing <- setdiff(names, given)
+    extra <- sort(setdiff(given, names))
+    if (length(extra)) {
+      also <- if (length(missing)) paste0("; missing ", paste(quote_name(missing), collapse = ", ")) else ""
+      stop(bad_request(
+        sprintf("%sunknown column %s%s (expected: %s)", at, quote_name(extra[1]), also, paste(names, collapse = ", ")),
+        column = extra[1], row = row
+      ))
+    }
+    stop(bad_request(sprintf("%smissing column %s", at, quote_name(missing[1])), column = missing[1], row = row))
+  }
+  frame <- function(values) {
+    cols <- lapply(columns, function(c) column_values(c, values[[c$name]]))
+    names(cols) <- names
+    cols
+  }
+  rows_to_values <- function(rows, header) {
+    check_header(header)
+    width <- length(header)
+    for (i in seq_along(rows)) {
+      row <- rows[[i]]
+      if (!is.list(row) || !is.null(names(row)) || length(row) != width) {
+        got <- if (is.list(row) && is.null(names(row))) sprintf("%d values", length(row)) else "not a list"
+        stop(bad_request(
+          sprintf("row %d: expected a list of %d values (%s), got %s", i - 1L, width, paste(header, collapse = ", "), got),
+          row = i - 1L
+        ))
+      }
+    }
+    values <- lapply(names, function(n) {
+      j <- match(n, header)
+      lapply(rows, function(r) r[[j]])
+    })
+    names(values) <- names
+    frame(values)
+  }
+  records <- function(recs, where) {
+    if (!is.list(recs) || !is.null(names(recs)) || length(recs) == 0) {
+      stop(bad_request(sprintf("%s must be a non-empty list of rows", where)))
+    }
+    if (is.list(recs[[1]]) && is.null(names(recs[[1]])) && length(recs[[1]]) > 0) {
+      return(rows_to_values(recs, names))  # "instances": [[...], ...] in input column order
+    }
+    for (i in seq_along(recs)) {
+      rec <- recs[[i]]
+      if (!is_record(rec)) stop(bad_request(sprintf("row %d: expected an object of column: value", i - 1L), row = i - 1L))
+      if (length(rec) != length(names) || !all(names(rec) %in% names)) explain_columns(names(rec), i - 1L)
+    }
+    values <- lapply(names, function(n) lapply(recs, function(r) r[[n]]))
+    names(values) <- names
+    frame(values)
+  }
+  split <- function(doc) {
+    if (!is_record(doc) || !is.list(doc$data) || !is.null(names(doc$data))) {
+      stop(bad_request("dataframe_split must be an object with 'columns' and 'data'"))
+    }
+    extra <- sort(setdiff(names(doc), c("columns", "data", "index")))
+    if (length(extra)) stop(bad_request(paste("unexpected field(s) in dataframe_split:", paste(extra, collapse = ", "))))
+    header <- if (is.null(doc$columns)) names else doc$columns
+    if (!is.list(header) && !is.character(header)) stop(bad_request("dataframe_split.columns must be a list of column names"))
+    if (is.list(header) && !all(vapply(header, function(h) is.character(h) && length(h) == 1, TRUE))) {
+      stop(bad_request("dataframe_split.columns must be a list of column names"))
+    }
+    header <- unlist(header)
+    check_header(header)
+    if (length(doc$data) == 0) stop(bad_request("dataframe_split.data must be a non-empty list of rows"))
+    rows_to_values(doc$data, header)
+  }
+  list(
+    names = names,
+    from_json = function(raw) {
+      text <- rawToChar(raw)
+      if (!nzchar(trimws(text))) stop(bad_request("empty body: send rows as JSON (see /openapi.json)"))
+      Encoding(text) <- "UTF-8"
+      doc <- parse_json(text)
+      if (is.list(doc) && is.null(names(doc))) return(records(doc, "body"))
+      if (!is_record(doc)) {
+        if (is.list(doc) && length(doc) == 0) return(records(doc, "body"))  # {} is a record with no columns
+        stop(bad_request("JSON body must be an object or a list of records"))
+      }
+      wrappers <- intersect(WRAPPERS, names(doc))
+      if (length(wrappers) == 0) return(records(list(doc), "body"))  # one record
+      key <- wrappers[1]
+      if (length(doc) > 1) {
+        extra <- sort(setdiff(names(doc), key))
+        stop(bad_request(sprintf("unexpected field(s) next to %s: %s", quote_name(key), paste(extra, collapse = ", "))))
+      }
+      if (key == "dataframe_split") split(doc[[key]]) else records(doc[[key]], key)
+    },
+    from_csv = function(raw) {
+      if (length(raw) >= 3 && identical(raw[1:3], as.raw(c(0xef, 0xbb, 0xbf)))) raw <- raw[-(1:3)]  # a BOM
+      text <- rawToChar(raw)
+      if (!nzchar(trimws(text))) stop(bad_request("empty body: send a header row and at least one data row"))
+      if (!validUTF8(text)) stop(bad_request("CSV body is not UTF-8: invalid byte sequence"))
+      Encoding(text) <- "UTF-8"
+      table <- tryCatch(
+        utils::read.csv(text = text, header = FALSE, colClasses = "character", na.strings = character(),
+                        strip.white = FALSE, blank.lines.skip = TRUE, check.names = FALSE, fill = TRUE,
+                        encoding = "UTF-8", quote = "\""),
+        error = function(err) stop(bad_request(paste("body is not valid CSV:", conditionMessage(err))))
+      )
+      header <- trimws(as.character(unlist(table[1, ])))
+      header <- header[header != "" | seq_along(header) <= length(names)]
+      fields <- count.fields(textConnection(text), sep = ",", quote = "\"", blank.lines.skip = TRUE)
+      check_header(header)
+      if (nrow(table) < 2) stop(bad_request("CSV body has a header but no data rows"))
+      width <- length(header)
+      for (i in seq_along(fields)[-1]) {
+        if (!is.na(fields[i]) && fields[i] != width) {
+          stop(bad_request(sprintf("row %d: has %d fields, the header has %d", i - 2L, fields[i], width), row = i - 2L))
+        }
+      }
+      rows <- table[-1, seq_len(width), drop = FALSE]
+      values <- lapply(seq_along(columns), function(k) {
+        c <- columns[[k]]
+        csv_values(c, rows[[match(c$name, header)]])
+      })
+      names(values) <- names
+      frame(values)
+    }
+  )
+}

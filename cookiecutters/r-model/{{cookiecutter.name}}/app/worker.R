@@ -1,0 +1,35 @@
+# One worker process: check and load the artifact, then serve the contract on 127.0.0.1:PORT
+# (behind the pod's nginx) or on HOST:PORT when it is the only worker.
+#   Rscript app/worker.R          serve
+#   Rscript app/worker.R --check  check the artifact and the contract, then exit (exit 3 if wrong)
+args <- commandArgs(trailingOnly = TRUE)
+app_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])))
+project_dir <- dirname(app_dir)
+for (part in c("payload.R", "model.R", "service.R")) source(file.path(app_dir, part))
+
+env <- function(name, default) {
+  value <- Sys.getenv(name, "")
+  if (nzchar(value)) value else default
+}
+contract <- jsonlite::read_json(file.path(app_dir, "contract.json"))
+model_path <- env("MODEL_PATH", file.path(project_dir, paste0("model.", contract$artifact$format)))
+sha256 <- tolower(env("MODEL_SHA256", contract$artifact$sha256))
+
+model <- tryCatch(
+  {
+    m <- load_model(model_path, sha256, file.path(project_dir, "model_code"))
+    router <- build_router(
+      m, contract, app_dir, sha256,
+      max_request_bytes = as.numeric(env("MAX_REQUEST_BYTES", contract$maxRequestBytes)),
+      metrics_dir = env("METRICS_DIR", "")
+    )
+    m
+  },
+  artifact_error = function(err) {
+    message(sprintf("%s: %s", contract$name, conditionMessage(err)))
+    quit(status = 3, save = "no")
+  }
+)
+if ("--check" %in% args) quit(status = 0, save = "no")
+message(sprintf("%s %s: worker %d on %s:%s", contract$name, contract$version, Sys.getpid(), env("HOST", "127.0.0.1"), env("PORT", "8080")))
+plumber::pr_run(router, host = env("HOST", "127.0.0.1"), port = as.integer(env("PORT", "8080")), docs = FALSE, quiet = TRUE)
