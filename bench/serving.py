@@ -221,7 +221,7 @@ def parse_wrk(text: str) -> WrkResult:
 
 def wrk(url: str, body_file: Path, content_type: str, connections: int, duration: int, pgid: int) -> WrkResult:
     """One wrk run against the server whose process group is ``pgid``."""
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    cmd = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     cmd += ["-s", str(WRK_SCRIPT), url]
     env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": content_type}
     began, busy, group, children = time.monotonic(), _busy_ticks(), _group_ticks(pgid), _children_ticks()

@@ -75,6 +75,8 @@ class Service:
     port: int = 0
     proc: subprocess.Popen | None = None
     startup_seconds: float = 0.0
+    # What starts it; the default is the Python service's entry point.
+    command: list[str] | None = None
 
     @property
     def url(self) -> str:
@@ -92,7 +94,7 @@ class Service:
         }
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [self.python, "-m", "app"],
+            self.command or [self.python, "-m", "app"],
             cwd=self.project,
             env=env,
             stdout=subprocess.PIPE,

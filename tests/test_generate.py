@@ -187,18 +187,42 @@ def test_cli_reports_a_broken_manifest_without_traceback(manifest, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("template", ["common", "python-model"])
+R_MANIFEST = """\
+apiVersion: modelgen/v1
+kind: Model
+metadata: {name: churn-r, version: 1.0.0, owner: data.scientist@example.com}
+spec:
+  runtime: r
+  task: classification
+  artifact: {uri: "https://nexus.example.com/repository/models/churn-r/1.0.0/model.rds", sha256: %s, format: rds}
+  requirements: [caret==6.0-93, ranger==0.14.1]
+  lockfile: %s
+  input: [{name: tenure_months, type: integer}, {name: plan, type: string, nullable: true}]
+  output: {type: probabilities, classes: ["no", "yes"]}
+  sample: sample.json
+"""
+
+
+@pytest.mark.parametrize("template", ["common", "python-model", "r-model-packrat", "r-model-renv", "common-r"])
 def test_in_memory_rendering_equals_cookiecutter_generate_files(manifest, tmp_path, template):
     """render's own pass over a template must write exactly what cookiecutter writes."""
     from cookiecutter.generate import generate_files
 
+    if template.startswith(("r-model", "common-r")):
+        lockfile = template.rsplit("-", 1)[1] if template.startswith("r-model") else "packrat"
+        folder = tmp_path / "r"
+        folder.mkdir()
+        (folder / "model.yaml").write_text(R_MANIFEST % ("ab" * 32, lockfile))
+        (folder / "sample.json").write_text('[{"tenure_months": 3, "plan": null}]')
+        manifest = folder / "model.yaml"
+        template = "r-model" if template.startswith("r-model") else "common"
     source = render_module.templates_dir() / template
     ctx = render_module.context(load(manifest))
     verbatim = json.loads((source / "cookiecutter.json").read_text()).get("_copy_without_render", [])
     project = generate_files(
         repo_dir=str(source),
         context={"cookiecutter": {**ctx, "_template": template, "_copy_without_render": verbatim}},
-        output_dir=str(tmp_path),
+        output_dir=str(tmp_path / "cookiecutter"),
         accept_hooks=False,
     )
     expected = {

@@ -28,6 +28,9 @@ out <- normalizePath(out)
 
 data <- as.data.frame(penguins[!is.na(penguins$species), ])
 data$species <- droplevels(data$species)
+# Measurements are numbers (the Python example's contract), even where palmerpenguins stores integers.
+data$flipper_length_mm <- as.numeric(data$flipper_length_mm)
+data$body_mass_g <- as.numeric(data$body_mass_g)
 features <- setdiff(names(data), "species")
 
 set.seed(0)
@@ -85,7 +88,17 @@ writeLines(jsonlite::toJSON(sample_rows, auto_unbox = TRUE, null = "null", prett
 # lock file of the service is written from these). Base and recommended packages come with R.
 installed <- installed.packages()
 needed <- tools::package_dependencies(c("caret", "ranger"), db = installed, recursive = TRUE, which = c("Depends", "Imports", "LinkingTo"))
-packages <- sort(setdiff(unique(c("caret", "ranger", unlist(needed))), rownames(installed.packages(priority = c("base", "recommended")))))
+packages <- setdiff(unique(c("caret", "ranger", unlist(needed))), rownames(installed.packages(priority = c("base", "recommended"))))
+# Dependencies first: packrat installs a lock file's packages in the order they are listed.
+direct <- tools::package_dependencies(packages, db = installed, which = c("Depends", "Imports", "LinkingTo"))
+ordered <- character()
+visit <- function(p) {
+  if (p %in% ordered) return(invisible())
+  for (d in intersect(direct[[p]], packages)) visit(d)
+  ordered <<- c(ordered, p)
+}
+for (p in sort(packages, method = "radix")) visit(p)
+packages <- ordered
 pins <- vapply(packages, function(p) sprintf("%s==%s", p, utils::packageDescription(p)$Version), "")
 
 manifest <- c(

@@ -15,7 +15,7 @@ load_model <- function(path, expected_sha256, code_dir) {
   }
   # Code the model needs (spec.code) is sourced first, as it was in the training session.
   for (file in sort(list.files(code_dir, pattern = "\\.R$", full.names = TRUE))) source(file, local = globalenv())
-  tryCatch(readRDS(path), error = function(err) {
+  tryCatch(single_threaded(readRDS(path)), error = function(err) {
     stop(artifact_error(sprintf("model artifact %s cannot be loaded: %s", path, conditionMessage(err))))
   })
 }
@@ -84,6 +84,23 @@ model_classes <- function(model) {
   NULL
 }
 
+# ranger predicts with every core unless told otherwise; each worker process gets one thread
+# (the service runs one worker per CPU), so the processes do not fight over the cores.
+THREADS <- as.integer(Sys.getenv("R_PREDICT_THREADS", "1"))
+
+single_threaded <- function(model) {
+  if (inherits(model, "train") && inherits(model$finalModel, "ranger")) {
+    model$modelInfo$prob <- function(modelFit, newdata, submodels = NULL) {
+      stats::predict(modelFit, newdata, num.threads = THREADS)$predictions
+    }
+    model$modelInfo$predict <- function(modelFit, newdata, submodels = NULL) {
+      p <- stats::predict(modelFit, newdata, num.threads = THREADS)$predictions
+      if (!is.null(modelFit$forest$levels) && is.matrix(p)) modelFit$forest$levels[max.col(p, ties.method = "first")] else p
+    }
+  }
+  model
+}
+
 # A function(frame) -> matrix of class probabilities (columns in the model's class order).
 probability_function <- function(model) {
   if (is.environment(model) && is.function(model$predict_newdata)) {  # mlr3 Learner or GraphLearner
@@ -102,7 +119,9 @@ probability_function <- function(model) {
     inner <- probability_function(model$model)
     return(function(frame) inner(recipes::bake(model$recipe, new_data = frame)))
   }
-  if (inherits(model, "ranger")) return(function(frame) as.matrix(stats::predict(model, data = frame)$predictions))
+  if (inherits(model, "ranger")) {
+    return(function(frame) as.matrix(stats::predict(model, data = frame, num.threads = THREADS)$predictions))
+  }
   if (inherits(model, "randomForest")) {
     return(function(frame) as.matrix(stats::predict(model, newdata = frame, type = "prob")))
   }
@@ -128,7 +147,7 @@ value_function <- function(model) {
     inner <- value_function(model$model)
     return(function(frame) inner(recipes::bake(model$recipe, new_data = frame)))
   }
-  if (inherits(model, "ranger")) return(function(frame) stats::predict(model, data = frame)$predictions)
+  if (inherits(model, "ranger")) return(function(frame) stats::predict(model, data = frame, num.threads = THREADS)$predictions)
   function(frame) stats::predict(model, newdata = frame)
 }
 

@@ -57,7 +57,8 @@ column_values <- function(column, values) {
       v <- values[[i]]
       if (is.character(v) && length(v) == 1 && !(v %in% NON_FINITE)) {
         if (strict && !(v %in% known)) {
-          bad(i, sprintf("%s is not a known category (allowed: %s)", quote_name(v), paste(sort(known), collapse = ", ")))
+          allowed <- paste(sort(known, method = "radix"), collapse = ", ")  # code-point order, as Python's
+          bad(i, sprintf("%s is not a known category (allowed: %s)", quote_name(v), allowed))
         }
         out[i] <- v
       } else if (is.null(v)) {
@@ -143,7 +144,7 @@ input_schema <- function(columns) {
   explain_columns <- function(given, row) {
     at <- if (is.null(row)) "" else sprintf("row %d: ", row)
     missing <- setdiff(names, given)
-    extra <- sort(setdiff(given, names))
+    extra <- sort(setdiff(given, names), method = "radix")
     if (length(extra)) {
       also <- if (length(missing)) paste0("; missing ", paste(quote_name(missing), collapse = ", ")) else ""
       stop(bad_request(
@@ -234,8 +235,8 @@ input_schema <- function(columns) {
     from_csv = function(raw) {
       if (length(raw) >= 3 && identical(raw[1:3], as.raw(c(0xef, 0xbb, 0xbf)))) raw <- raw[-(1:3)]  # a BOM
       text <- rawToChar(raw)
-      if (!nzchar(trimws(text))) stop(bad_request("empty body: send a header row and at least one data row"))
       if (!validUTF8(text)) stop(bad_request("CSV body is not UTF-8: invalid byte sequence"))
+      if (!nzchar(trimws(text))) stop(bad_request("empty body: send a header row and at least one data row"))
       Encoding(text) <- "UTF-8"
       table <- tryCatch(
         utils::read.csv(text = text, header = FALSE, colClasses = "character", na.strings = character(),

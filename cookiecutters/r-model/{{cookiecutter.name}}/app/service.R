@@ -200,7 +200,13 @@ build_router <- function(model, contract, app_dir, sha256, max_request_bytes, me
   pr <- plumber::pr_get(pr, "/metrics", function(req, res) {
     reply(res, 200L, metrics$exposition(info), "text/plain; version=0.0.4; charset=utf-8")
   })
+  known <- c("/invocations", "/ping", "/metadata", "/schema", "/openapi.json", "/metrics")
   pr <- plumber::pr_set_404(pr, function(req, res) {
+    # plumber's own 405 answers in another shape (plumber.methodNotAllowed is off in worker.R).
+    if (req$PATH_INFO %in% known) {
+      metrics$request(req$PATH_INFO, req$REQUEST_METHOD, 405L)
+      return(reply(res, 405L, encode(error_body("The method is not allowed for the requested URL."))))
+    }
     metrics$request("other", req$REQUEST_METHOD, 404L)
     reply(res, 404L, encode(error_body("The requested URL was not found on the server.")))
   })

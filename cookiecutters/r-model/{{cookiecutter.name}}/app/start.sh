@@ -13,12 +13,11 @@ export TZ="${TZ:-UTC}"
 Rscript "$APP_DIR/worker.R" --check
 
 read -r WORKERS PORTS LIMIT TIMEOUT < <(Rscript "$APP_DIR/plan.R")
-if [ "$WORKERS" -eq 1 ]; then
-  exec env HOST="$HOST" PORT="$PORT" Rscript "$APP_DIR/worker.R"
-fi
 
 RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/modelgen-XXXXXX")"
 mkdir -p "$RUN_DIR/metrics" "$RUN_DIR/temp"
+# nginx started by root (a developer's machine) runs its workers as nobody: let them buffer.
+chmod 755 "$RUN_DIR" && chmod 1777 "$RUN_DIR/temp"
 export METRICS_DIR="$RUN_DIR/metrics"
 pids=()
 stop_all() {
@@ -29,6 +28,15 @@ stop_all() {
   rm -rf "$RUN_DIR"
 }
 trap 'stop_all; exit 0' TERM INT
+
+if [ "$WORKERS" -eq 1 ]; then
+  # R does not act on SIGTERM as PID 1 would need: this shell stays in front to stop it.
+  HOST="$HOST" PORT="$PORT" Rscript "$APP_DIR/worker.R" &
+  pids+=($!)
+  wait -n "${pids[@]}" || true
+  stop_all
+  exit 1
+fi
 
 upstream=""
 for port in ${PORTS//,/ }; do

@@ -6,6 +6,7 @@ args <- commandArgs(trailingOnly = TRUE)
 app_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])))
 project_dir <- dirname(app_dir)
 for (part in c("payload.R", "model.R", "service.R")) source(file.path(app_dir, part))
+options(plumber.methodNotAllowed = FALSE)
 
 env <- function(name, default) {
   value <- Sys.getenv(name, "")

@@ -1,0 +1,277 @@
+"""The R (Plumber) service, for real: the R example trained, its project generated, the service
+started with its launcher (R workers behind nginx) on 127.0.0.1 and called over HTTP.
+
+Same contract as the Python service: every payload shape and CSV give R's own predict() values,
+the Python suite's table of bad requests gets the same status codes and error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import Service, free_port
+from test_service import _bad_requests, _csv
+
+from modelgen.api import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+R_ENV = {"TZ": "UTC"}
+
+
+def rscript() -> str:
+    found = shutil.which("Rscript")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Rscript is missing: run `make system-deps`")
+        pytest.skip("R is not installed")
+    return found
+
+
+@pytest.fixture(scope="module")
+def r_manifest(tmp_path_factory, registry) -> Path:
+    out = tmp_path_factory.mktemp("penguins-r")
+    done = subprocess.run(
+        [rscript(), ROOT / "examples/penguins-r/train.R", "--out", out, "--registry", registry],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **R_ENV},
+    )
+    assert done.returncode == 0, done.stderr
+    return out / "model.yaml"
+
+
+@pytest.fixture(scope="module")
+def r_project(r_manifest, tmp_path_factory) -> Path:
+    return generate(r_manifest, tmp_path_factory.mktemp("generated-r")).path
+
+
+@pytest.fixture(scope="module")
+def r_model_path(r_project, tmp_path_factory) -> Path:
+    """Fetched and checked by the project's init container script."""
+    contract = json.loads((r_project / "app/contract.json").read_text())
+    target = tmp_path_factory.mktemp("r-model") / "model.rds"
+    env = {
+        **os.environ,
+        **R_ENV,
+        "ARTIFACT_URI": contract["artifact"]["uri"],
+        "ARTIFACT_SHA256": contract["artifact"]["sha256"],
+        "MODEL_PATH": str(target),
+    }
+    done = subprocess.run(
+        [rscript(), "app/fetch_artifact.R"], cwd=r_project, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(sha256 ok)" in done.stdout
+    return target
+
+
+def r_service(project: Path, model_path: Path, **env: str) -> Service:
+    return Service(
+        project,
+        Path(rscript()),
+        model_path,
+        env={**R_ENV, "MODELGEN_WORKERS": "2", **env},
+        command=["bash", "app/start.sh"],
+    )
+
+
+@pytest.fixture(scope="module")
+def r_penguins(r_project, r_model_path):
+    service = r_service(r_project, r_model_path, MAX_REQUEST_BYTES="65536").start(timeout=120)
+    yield service
+    service.stop()
+
+
+def in_process(project: Path, model_path: Path, rows: list[dict]) -> list[list[float]]:
+    """R's own predict() on the same RDS, the rows typed as the model was trained (no service code)."""
+    script = """
+    args <- commandArgs(trailingOnly = TRUE)
+    model <- readRDS(args[1])
+    rows <- jsonlite::fromJSON(args[2])
+    train <- model$trainingData
+    for (n in names(rows)) {
+      if (is.factor(train[[n]])) rows[[n]] <- factor(rows[[n]], levels = levels(train[[n]]))
+      if (is.integer(train[[n]])) rows[[n]] <- as.integer(rows[[n]])
+      if (is.double(train[[n]])) rows[[n]] <- as.double(rows[[n]])
+    }
+    p <- predict(model, newdata = rows, type = "prob", na.action = na.pass)
+    cat(jsonlite::toJSON(unname(as.matrix(p)), digits = NA))
+    """
+    data = project.parent / "rows.json"
+    data.write_text(json.dumps(rows))
+    done = subprocess.run(
+        [rscript(), "-e", script, model_path, data],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **R_ENV},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def probabilities(response, classes: list[str]) -> list[list[float]]:
+    assert response.status == 200, response.body[:500]
+    return [[p["probabilities"][c] for c in classes] for p in response.json()["predictions"]]
+
+
+def test_every_payload_shape_gives_r_s_own_predictions(r_penguins, r_project, r_model_path):
+    sample = json.loads((r_project / "tests/sample.json").read_text())
+    contract = json.loads((r_project / "app/contract.json").read_text())
+    classes, names = contract["output"]["classes"], [c["name"] for c in contract["columns"]]
+    expected = in_process(r_project, r_model_path, sample)
+    reordered = list(reversed(names))
+    payloads = {
+        "list of records": sample,
+        "dataframe_records": {"dataframe_records": sample},
+        "dataframe_split": {
+            "dataframe_split": {"columns": reordered, "data": [[r[n] for n in reordered] for r in sample]}
+        },
+        "instances as records": {"instances": sample},
+        "instances as lists": {"instances": [[r[n] for n in names] for r in sample]},
+        "inputs": {"inputs": sample},
+    }
+    for what, payload in payloads.items():
+        assert probabilities(r_penguins.post_json(payload), classes) == expected, what
+    one = r_penguins.post_json(sample[0])
+    assert probabilities(one, classes) == expected[:1]
+    labels = [p["label"] for p in r_penguins.post_json(sample).json()["predictions"]]
+    assert labels == [classes[row.index(max(row))] for row in expected]
+
+    csv_answer = r_penguins.post_csv(_csv(names, sample), Accept="text/csv")
+    assert csv_answer.status == 200 and csv_answer.headers["Content-Type"].startswith("text/csv")
+    lines = csv_answer.body.decode().splitlines()
+    assert lines[0] == ",".join(["label", *(f"probability_{c}" for c in classes)])
+    assert [[float(x) for x in line.split(",")[1:]] for line in lines[1:]] == expected
+    csv_json = r_penguins.post_csv(_csv(names, sample))
+    assert probabilities(csv_json, classes) == expected
+
+
+def test_the_python_table_of_bad_requests_gets_the_same_answers(r_penguins, r_project):
+    sample = json.loads((r_project / "tests/sample.json").read_text())
+    contract = json.loads((r_project / "app/contract.json").read_text())
+    names = [c["name"] for c in contract["columns"]]
+    failures = []
+    for case, ctype, body, status, column, row, words in _bad_requests(sample, names):
+        data = body if isinstance(body, bytes) else body.encode()
+        got = r_penguins.request("POST", "/invocations", data, {"Content-Type": ctype} if ctype else {})
+        try:
+            error = got.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            failures.append(f"{case}: {got.status} {got.body[:200]!r} is not the JSON error shape")
+            continue
+        if (got.status, error["column"], error["row"]) != (status, column, row) or words not in error["message"]:
+            failures.append(f"{case}: got {got.status} {error}")
+    assert not failures, "\n".join(failures)
+    for method, path, status in (("GET", "/nope", 404), ("GET", "/invocations", 405), ("POST", "/ping", 405)):
+        got = r_penguins.request(method, path, b"" if method == "POST" else None)
+        assert got.status == status and set(got.json()["error"]) == {"message", "column", "row"}
+
+
+def test_other_endpoints_and_metrics_across_workers(r_penguins, r_project):
+    contract = json.loads((r_project / "app/contract.json").read_text())
+    metadata = r_penguins.request("GET", "/metadata").json()
+    assert (metadata["name"], metadata["version"]) == (contract["name"], contract["version"])
+    assert metadata["artifact"]["sha256"] == contract["artifact"]["sha256"] and "secret" not in metadata["artifact"]
+    assert metadata["libraries"]["caret"] == "6.0-93" or metadata["libraries"]["caret"].startswith("6.")
+    schema = r_penguins.request("GET", "/schema").json()
+    assert schema["input"]["required"] == [c["name"] for c in contract["columns"]]
+    assert schema["input"]["properties"]["island"]["enum"] == ["Biscoe", "Dream", "Torgersen"]
+    assert r_penguins.request("GET", "/openapi.json").json()["info"]["title"] == contract["name"]
+    assert r_penguins.request("GET", "/ping").json() == {"status": "ok"}
+
+    def count() -> float:
+        text = r_penguins.request("GET", "/metrics").body.decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('modelgen_requests_total{endpoint="/invocations",method="POST",status="200"}')
+        )
+
+    before = count()
+    sample = json.loads((r_project / "tests/sample.json").read_text())
+    for _ in range(12):  # nginx spreads these over both workers; /metrics adds both up
+        assert r_penguins.post_json(sample[:1]).status == 200
+    assert count() == before + 12
+    text = r_penguins.request("GET", "/metrics").body.decode()
+    assert f'modelgen_model_info{{name="{contract["name"]}"' in text
+    assert "modelgen_request_duration_seconds_bucket" in text
+
+
+def test_a_tampered_artifact_stops_start_up(r_project, r_model_path, tmp_path):
+    tampered = tmp_path / "model.rds"
+    tampered.write_bytes(r_model_path.read_bytes() + b"\0")
+    done = subprocess.run(
+        ["bash", "app/start.sh"],
+        cwd=r_project,
+        env={**os.environ, **R_ENV, "MODEL_PATH": str(tampered), "PORT": str(free_port()), "HOST": "127.0.0.1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3
+    assert "refusing to start" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_one_worker_serves_without_nginx(r_project, r_model_path):
+    service = r_service(r_project, r_model_path, MODELGEN_WORKERS="1").start(timeout=120)
+    try:
+        sample = json.loads((r_project / "tests/sample.json").read_text())
+        assert service.post_json(sample).status == 200
+        big = service.post_json([dict(sample[0], island="x" * 11_000_000)])
+        assert big.status == 413 and big.json()["error"]["message"].startswith("request body over the limit")
+    finally:
+        service.stop()
+
+
+def test_the_project_s_own_smoke_tests_pass(r_project, r_model_path):
+    done = subprocess.run(
+        [rscript(), "tests/smoke.R"],
+        cwd=r_project,
+        env={**os.environ, **R_ENV, "MODEL_PATH": str(r_model_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "9 passed" in done.stdout
+
+
+def test_lock_files_read_back_with_their_tools(r_manifest, tmp_path):
+    """packrat reads the packrat.lock; renv.lock has renv's layout (renv is not in Debian)."""
+    project = generate(r_manifest, tmp_path / "packrat").path
+    lock = project / "packrat.lock"
+    script = (
+        "l <- packrat:::readLockFile(commandArgs(TRUE)[1]); cat(l$r_version, length(l$packages), '\\n'); "
+        "v <- setNames(vapply(l$packages, `[[`, '', 'version'), vapply(l$packages, `[[`, '', 'name')); "
+        "cat(v[['caret']], v[['plumber']], '\\n'); cat(names(v)[1:3], '\\n')"
+    )
+    done = subprocess.run([rscript(), "-e", script, lock], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    first, second, third = done.stdout.splitlines()
+    assert third.split() == ["R6", "Rcpp", "cli"]  # dependencies first: packrat installs in file order
+    requirements = len(json.loads((project / "app/contract.json").read_text())["requirements"])
+    assert first.split()[0] == "4.2.2" and int(first.split()[1]) >= requirements
+    assert second.split() == ["6.0-93", "1.2.1"]
+
+    renv_manifest = tmp_path / "renv-model" / "model.yaml"
+    shutil.copytree(r_manifest.parent, renv_manifest.parent)
+    renv_manifest.write_text(r_manifest.read_text().replace("  rVersion:", "  lockfile: renv\n  rVersion:"))
+    project = generate(renv_manifest, tmp_path / "renv").path
+    assert not (project / "packrat.lock").exists()
+    renv = json.loads((project / "renv.lock").read_text())
+    assert renv["R"] == {"Version": "4.2.2", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]}
+    assert renv["Packages"]["caret"] == {
+        "Package": "caret",
+        "Version": "6.0-93",
+        "Source": "Repository",
+        "Repository": "CRAN",
+    }
+    assert "renv::restore" in (project / "Dockerfile").read_text()
