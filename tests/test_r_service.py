@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,9 @@ def test_other_endpoints_and_metrics_across_workers(r_penguins, r_project):
     sample = json.loads((r_project / "tests/sample.json").read_text())
     for _ in range(12):  # nginx spreads these over both workers; /metrics adds both up
         assert r_penguins.post_json(sample[:1]).status == 200
+    deadline = time.monotonic() + 5  # each worker writes its counts within 0.2 s of a request
+    while count() != before + 12 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert count() == before + 12
     text = r_penguins.request("GET", "/metrics").body.decode()
     assert f'modelgen_model_info{{name="{contract["name"]}"' in text

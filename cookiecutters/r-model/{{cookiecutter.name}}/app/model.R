@@ -151,8 +151,27 @@ value_function <- function(model) {
   function(frame) stats::predict(model, newdata = frame)
 }
 
-# The output hook of the manifest's output type: frame -> list of predictions (JSON-ready)
-# and the CSV header/rows, in the same shapes as the Python service.
+# Numbers as JSON writes them (jsonlite's shortest exact form; null for NA), one string each.
+json_numbers <- function(x) {
+  if (!length(x)) return(character())
+  text <- as.character(jsonlite::toJSON(as.numeric(x), digits = NA, na = "null"))
+  strsplit(substr(text, 2, nchar(text) - 1), ",", fixed = TRUE)[[1]]
+}
+
+json_strings <- function(x) {
+  if (!length(x)) return(character())
+  vapply(as.character(x), function(s) as.character(jsonlite::toJSON(s, auto_unbox = TRUE)), "", USE.NAMES = FALSE)
+}
+
+csv_cells <- function(x) {
+  x <- as.character(x)
+  quote <- grepl('[",\n]', x)
+  x[quote] <- paste0('"', gsub('"', '""', x[quote], fixed = TRUE), '"')
+  x
+}
+
+# The output hook of the manifest's output type: frame -> the predictions, rendered as the JSON
+# array of the Python service (`json`) or as its CSV rows (`csv`), in the same shapes.
 predictor_for <- function(model, output) {
   kind <- output$type
   classes <- unlist(output$classes)
@@ -165,28 +184,31 @@ predictor_for <- function(model, output) {
       )))
     }
     probabilities <- probability_function(model)
+    class_keys <- json_strings(classes)
     if (kind == "probabilities") {
       return(list(
         header = c("label", paste0("probability_", classes)),
         predict = function(frame) {
           p <- probabilities(frame)
-          colnames(p) <- NULL
-          labels <- classes[max.col(p, ties.method = "first")]
-          lapply(seq_len(nrow(p)), function(i) {
-            probs <- as.list(p[i, ])
-            names(probs) <- classes
-            list(label = labels[i], probabilities = probs)
-          })
+          list(n = nrow(p), labels = classes[max.col(p, ties.method = "first")], cells = lapply(seq_along(classes), function(j) json_numbers(p[, j])))
         },
-        csv_rows = function(predictions) {
-          do.call(rbind, lapply(predictions, function(x) c(x$label, unlist(x$probabilities))))
-        }
+        json = function(r) {
+          pairs <- do.call(paste0, c(lapply(seq_along(classes), function(j) {
+            paste0(if (j > 1) "," else "", class_keys[j], ":", r$cells[[j]])
+          })))
+          paste0('{"label":', class_keys[match(r$labels, classes)], ',"probabilities":{', pairs, "}}")
+        },
+        csv = function(r) do.call(paste, c(list(csv_cells(r$labels)), r$cells, sep = ","))
       ))
     }
     return(list(
       header = "label",
-      predict = function(frame) as.list(classes[max.col(probabilities(frame), ties.method = "first")]),
-      csv_rows = function(predictions) matrix(unlist(predictions), ncol = 1)
+      predict = function(frame) {
+        labels <- classes[max.col(probabilities(frame), ties.method = "first")]
+        list(n = length(labels), labels = labels)
+      },
+      json = function(r) class_keys[match(r$labels, classes)],
+      csv = function(r) csv_cells(r$labels)
     ))
   }
   values <- value_function(model)
@@ -195,19 +217,20 @@ predictor_for <- function(model, output) {
       header = c("outlier", "score"),
       predict = function(frame) {
         s <- as.numeric(values(frame))
-        lapply(s, function(x) list(outlier = x < 0, score = x))
+        list(n = length(s), outlier = ifelse(s < 0, "true", "false"), cells = json_numbers(s))
       },
-      csv_rows = function(predictions) {
-        do.call(rbind, lapply(predictions, function(x) c(tolower(as.character(x$outlier)), x$score)))
-      }
+      json = function(r) paste0('{"outlier":', r$outlier, ',"score":', r$cells, "}"),
+      csv = function(r) paste(r$outlier, r$cells, sep = ",")
     ))
   }
   list(
     header = if (kind == "cluster") "cluster" else "value",
     predict = function(frame) {
       v <- values(frame)
-      as.list(if (kind == "cluster") as.integer(v) else as.numeric(v))
+      v <- if (kind == "cluster") as.integer(v) else as.numeric(v)
+      list(n = length(v), cells = json_numbers(v))
     },
-    csv_rows = function(predictions) matrix(unlist(predictions), ncol = 1)
+    json = function(r) r$cells,
+    csv = function(r) r$cells
   )
 }

@@ -23,7 +23,31 @@ show_value <- function(value) {
 quote_name <- function(x) paste0("'", x, "'")
 
 # One declared column: checks JSON values (a list, NULL for null) and builds the typed vector.
+# The common case (every value of the right type, nulls where allowed) is checked in one pass
+# over the vector; anything else goes through the per-value checks that name the bad cell.
 column_values <- function(column, values) {
+  nulls <- vapply(values, is.null, TRUE)
+  if (!any(nulls) || isTRUE(column$nullable)) {
+    present <- values[!nulls]
+    fast <- switch(column$type,
+      number = all(vapply(present, function(v) is.numeric(v) && length(v) == 1L && is.finite(v), TRUE)),
+      integer = all(vapply(present, function(v) is.numeric(v) && length(v) == 1L && is.finite(v) && v == round(v), TRUE)),
+      string = all(vapply(present, function(v) is.character(v) && length(v) == 1L, TRUE)) &&
+        !any(unlist(present) %in% NON_FINITE) &&
+        !(isTRUE(column$strict) && length(column$categories) && !all(unlist(present) %in% unlist(column$categories))),
+      boolean = all(vapply(present, function(v) is.logical(v) && length(v) == 1L && !is.na(v), TRUE))
+    )
+    if (isTRUE(fast)) {
+      out <- switch(column$type, string = rep(NA_character_, length(values)), boolean = rep(NA, length(values)),
+                    rep(NA_real_, length(values)))
+      if (length(present)) out[!nulls] <- unlist(present)
+      return(out)
+    }
+  }
+  column_checked(column, values)
+}
+
+column_checked <- function(column, values) {
   name <- column$name
   nullable <- isTRUE(column$nullable)
   bad <- function(i, message) {
@@ -83,33 +107,48 @@ column_values <- function(column, values) {
   out
 }
 
-# CSV cells are strings; an empty cell is null. Converted to JSON-like values, then checked.
-csv_values <- function(column, cells) {
+# CSV cells are strings; an empty cell is null. Whole columns are converted at once; the first
+# bad cell is reported as the JSON path would report it.
+csv_column <- function(column, cells) {
   name <- column$name
-  lapply(seq_along(cells), function(i) {
-    cell <- cells[[i]]
-    if (is.na(cell) || cell == "") {
-      return(NULL)
-    }
-    if (column$type == "string") {
-      return(cell)
-    }
-    if (column$type == "boolean") {
-      lowered <- tolower(trimws(cell))
-      if (lowered %in% c("true", "1")) return(TRUE)
-      if (lowered %in% c("false", "0")) return(FALSE)
-    } else {
-      value <- suppressWarnings(as.numeric(cell))
-      if (!is.na(value) && is.finite(value) && (column$type == "number" || value == round(value))) {
-        return(value)
+  empty <- is.na(cells) | cells == ""
+  if (any(empty) && !isTRUE(column$nullable)) {
+    i <- which(empty)[1]
+    stop(bad_request(sprintf("column %s, row %d: null is not allowed (column is not nullable)", quote_name(name), i - 1L),
+                     column = name, row = i - 1L))
+  }
+  if (column$type == "string") {
+    values <- ifelse(empty, NA_character_, cells)
+    known <- unlist(column$categories)
+    if (isTRUE(column$strict) && length(known)) {
+      unknown <- which(!empty & !(cells %in% known))
+      if (length(unknown)) {
+        i <- unknown[1]
+        allowed <- paste(sort(known, method = "radix"), collapse = ", ")
+        stop(bad_request(sprintf("column %s, row %d: %s is not a known category (allowed: %s)", quote_name(name), i - 1L,
+                                 quote_name(cells[i]), allowed), column = name, row = i - 1L))
       }
     }
+    return(values)
+  }
+  if (column$type == "boolean") {
+    lowered <- tolower(trimws(cells))
+    values <- ifelse(lowered %in% c("true", "1"), TRUE, ifelse(lowered %in% c("false", "0"), FALSE, NA))
+    wrong <- which(!empty & is.na(values))
+  } else {
+    values <- suppressWarnings(as.numeric(cells))
+    ok <- !is.na(values) & is.finite(values)
+    if (column$type == "integer") ok <- ok & values == round(values)
+    wrong <- which(!empty & !ok)
+  }
+  if (length(wrong)) {
+    i <- wrong[1]
     article <- if (column$type == "integer") "an" else "a"
-    stop(bad_request(
-      sprintf("column %s, row %d: %s is not %s %s", quote_name(name), i - 1L, quote_name(cell), article, column$type),
-      column = name, row = i - 1L
-    ))
-  })
+    stop(bad_request(sprintf("column %s, row %d: %s is not %s %s", quote_name(name), i - 1L, quote_name(cells[i]),
+                             article, column$type), column = name, row = i - 1L))
+  }
+  values[empty] <- NA
+  values
 }
 
 NON_FINITE <- c("__modelgen_Infinity__", "__modelgen_-Infinity__", "__modelgen_NaN__")
@@ -256,12 +295,9 @@ input_schema <- function(columns) {
         }
       }
       rows <- table[-1, seq_len(width), drop = FALSE]
-      values <- lapply(seq_along(columns), function(k) {
-        c <- columns[[k]]
-        csv_values(c, rows[[match(c$name, header)]])
-      })
+      values <- lapply(columns, function(c) csv_column(c, rows[[match(c$name, header)]]))
       names(values) <- names
-      frame(values)
+      values
     }
   )
 }
