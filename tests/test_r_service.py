@@ -279,3 +279,62 @@ def test_lock_files_read_back_with_their_tools(r_manifest, tmp_path):
         "Repository": "CRAN",
     }
     assert "renv::restore" in (project / "Dockerfile").read_text()
+
+
+KINDS = r"""
+app <- commandArgs(TRUE)[1]
+for (part in c("payload.R", "model.R")) source(file.path(app, part))
+suppressPackageStartupMessages({library(recipes); library(mlr)})
+d <- as.data.frame(palmerpenguins::penguins)
+d <- d[complete.cases(d), c("species", "bill_length_mm", "flipper_length_mm", "body_mass_g", "sex")]
+d$species <- droplevels(d$species)
+two <- d[d$species != "Gentoo", ]
+two$species <- droplevels(two$species)
+x <- d[1:40, -1]
+set.seed(0)
+check <- function(what, model, classes, expected, frame = x) {
+  got <- predictor_for(model, list(type = "probabilities", classes = as.list(classes)))$predict(frame)
+  probs <- sapply(got$cells, as.numeric)
+  expected <- matrix(as.numeric(as.matrix(expected)), nrow = nrow(frame))
+  stopifnot(isTRUE(all.equal(unname(probs), expected, tolerance = 1e-12)))
+  cat("ok", what, "\n")
+}
+glm_model <- glm(species ~ ., data = two, family = binomial())
+p <- predict(glm_model, newdata = two[1:40, -1], type = "response")
+check("glm", glm_model, levels(two$species), cbind(1 - p, p), two[1:40, -1])
+rg <- ranger::ranger(species ~ ., data = d, probability = TRUE, num.trees = 30, seed = 1)
+check("ranger", rg, levels(d$species), predict(rg, data = x)$predictions)
+rf <- randomForest::randomForest(species ~ ., data = d, ntree = 30)
+check("randomForest", rf, levels(d$species), predict(rf, newdata = x, type = "prob"))
+task <- makeClassifTask(data = d, target = "species")
+wrapped <- train(makeLearner("classif.rpart", predict.type = "prob"), task)
+check("mlr", wrapped, levels(d$species), getPredictionProbabilities(predict(wrapped, newdata = x)))
+rec <- prep(step_normalize(recipe(species ~ ., data = d), all_numeric_predictors()), training = d)
+fit <- ranger::ranger(species ~ ., data = bake(rec, new_data = d), probability = TRUE, num.trees = 30, seed = 1)
+bundle <- list(recipe = rec, model = fit)
+check("recipe + model", bundle, levels(d$species), predict(fit, data = bake(rec, new_data = x))$predictions)
+declared <- list(type = "probabilities", classes = list("a", "b", "c"))
+wrong <- tryCatch(predictor_for(rg, declared), artifact_error = conditionMessage)
+stopifnot(grepl("the model's classes are Adelie, Chinstrap, Gentoo", wrong))
+cat("ok classes checked\n")
+"""
+
+
+def test_model_kinds_predict_like_their_own_predict(r_project):
+    """glm, ranger, randomForest, mlr WrappedModel and a recipe bundle, through the service's dispatch."""
+    done = subprocess.run(
+        [rscript(), "-e", KINDS, r_project / "app"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **R_ENV},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line.split(" ", 1)[1].strip() for line in done.stdout.splitlines() if line.startswith("ok")] == [
+        "glm",
+        "ranger",
+        "randomForest",
+        "mlr",
+        "recipe + model",
+        "classes checked",
+    ]
