@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,7 +216,8 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ENVS)
 def test_overlay_builds_every_object_into_its_namespace(rendered, env):
     docs = rendered[env]
-    assert sorted(d["kind"] for d in docs) == sorted(CORE_KINDS | {"Route", "BuildConfig", "ImageStream"})
+    openshift, monitoring = {"Route", "BuildConfig", "ImageStream"}, {"ServiceMonitor", "PrometheusRule"}
+    assert sorted(d["kind"] for d in docs) == sorted(CORE_KINDS | openshift | monitoring)
     assert {d["metadata"]["name"] for d in docs} == {NAME}
     assert {d["metadata"]["namespace"] for d in docs} == {f"models-{env}"}
 
@@ -516,3 +518,44 @@ def test_argo_cd_sync_waves_put_the_image_stream_and_build_before_the_deployment
             annotations = obj["metadata"].get("annotations", {})
             waves[obj["kind"]] = int(annotations.get("argocd.argoproj.io/sync-wave", "0"))
     assert waves["ImageStream"] < waves["BuildConfig"] < waves["Deployment"] == 0
+
+
+# ---------------------------------------------------------------------------- monitoring objects
+
+
+@pytest.mark.parametrize("kind", ["ServiceMonitor", "PrometheusRule"])
+def test_monitoring_objects_pass_the_prometheus_operator_schemas(rendered, kind):
+    folder = SCHEMAS / "crds" / "monitoring.coreos.com"
+    if not folder.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"no Prometheus-operator schemas at {folder}")
+        pytest.skip(f"no Prometheus-operator schemas at {folder}")
+    schema = json.loads((folder / f"{kind.lower()}_v1.json").read_text("utf-8"))
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)(schema)
+    for env, docs in rendered.items():
+        errors = [
+            f"{env}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(one(docs, kind))
+        ]
+        assert not errors, "\n".join(errors)
+
+
+def test_monitoring_watches_the_service_with_metrics_the_service_exports(rendered, project, runtime):
+    docs = rendered["prod"]
+    monitor = one(docs, "ServiceMonitor")
+    service = one(docs, "Service")
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"] == "models-prod"
+    assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": NAME}
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert [r["alert"] for r in rules] == ["ModelServerErrors", "ModelRejectsManyRequests", "ModelSlow"]
+    # Every metric an alert reads is one the service of this runtime writes.
+    sources = {
+        "python": project / "app" / "metrics.py",
+        "r": project / "app" / "service.R",
+    }
+    exported = sources[runtime].read_text()
+    for rule in rules:
+        assert f'job="{NAME}"' in rule["expr"]
+        for metric in re.findall(r"(modelgen_\w+?)(?:_bucket)?\{", rule["expr"]):
+            assert metric in exported, f"{rule['alert']} reads {metric}, which the {runtime} service does not export"
+    assert "> 7.5" in next(r for r in rules if r["alert"] == "ModelSlow")["expr"]  # timeoutSeconds 30 / 4
