@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,examples,test,webhook]'
+	$(PY) -m pip install --quiet -e '.[serve,examples,test,webhook,monitor]'
 	touch $(STAMP)
 
 demo: $(STAMP)

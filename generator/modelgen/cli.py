@@ -17,6 +17,7 @@ log = logging.getLogger("modelgen")
 EXIT_INVALID = 1  # the manifest is wrong: the user's to fix
 EXIT_FAILED = 2  # something else went wrong (rendering, disk, git)
 EXIT_CONFLICTS = 3  # an upgrade left conflicts to resolve on its branch
+EXIT_DRIFT = 4  # monitor --fail-on-drift found drift
 GITOPS_VARIABLE = "MODELGEN_GITOPS"  # the default for --gitops
 REGISTRY_VARIABLE = "MODELGEN_REGISTRY"  # the default for --registry
 
@@ -137,6 +138,55 @@ def _upgrade(args: argparse.Namespace) -> int:
     return EXIT_CONFLICTS if result.conflicts else 0
 
 
+def _profile(args: argparse.Namespace) -> int:
+    import json
+
+    from modelgen.drift import profile
+    from modelgen.manifest import load
+    from modelgen.monitor import read_rows
+
+    manifest = load(args.manifest)
+    columns = [{"name": c.name, "type": c.type, "categories": list(c.categories or [])} for c in manifest.columns]
+    rows = read_rows(Path(args.reference))
+    missing = [c["name"] for c in columns if c["name"] not in rows.columns]
+    if missing:
+        raise ModelgenError(f"{args.reference} has no column(s) {', '.join(missing)} of {args.manifest}")
+    Path(args.output).write_text(json.dumps(profile(rows, columns), indent=1) + "\n", "utf-8")
+    print(f"{args.output}: profile of {len(rows)} reference rows, {len(columns)} features")
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    import json
+
+    from modelgen.drift import compare
+    from modelgen.monitor import notify, read_rows, summary, write_reports
+
+    try:
+        reference = json.loads(Path(args.profile).read_text("utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelgenError(f"cannot read the profile {args.profile}: {err}") from err
+    thresholds = json.loads(args.thresholds) if args.thresholds else None
+    live = read_rows(Path(args.live))
+    predictions = live.pop(args.prediction_column).tolist() if args.prediction_column in live else None
+    report = compare(reference, live, predictions, thresholds)
+    as_json, as_html = write_reports(report, args.name, Path(args.out))
+    print(summary(report, args.name))
+    print(f"reports: {as_json} {as_html}")
+    sent = notify(
+        report,
+        args.name,
+        webhook=args.webhook or os.environ.get("MODELGEN_NOTIFY_WEBHOOK"),
+        smtp=args.smtp or os.environ.get("MODELGEN_SMTP"),
+        mail_to=args.mail_to or [a for a in os.environ.get("MODELGEN_NOTIFY_EMAIL", "").split(",") if a],
+        mail_from=args.mail_from,
+        report_url=args.report_url,
+    )
+    for target in sent:
+        print(f"notified {target}")
+    return EXIT_DRIFT if report.drifted and args.fail_on_drift else 0
+
+
 def _webhook_serve(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
@@ -237,6 +287,27 @@ def parser() -> argparse.ArgumentParser:
     _gitops_options(up)
     _merge_request_options(up)
     up.set_defaults(run=_upgrade)
+
+    pf = sub.add_parser("profile", help="the reference profile drift is measured against")
+    pf.add_argument("reference", help="reference rows (CSV, JSON lines, JSON or Parquet), e.g. a training sample")
+    pf.add_argument("--manifest", required=True, help="the model's model.yaml (its input columns)")
+    pf.add_argument("-o", "--output", default="profile.json")
+    pf.set_defaults(run=_profile)
+
+    mo = sub.add_parser("monitor", help="compare logged inputs with the reference profile; report and notify")
+    mo.add_argument("name", help="the model's name (for the report and notifications)")
+    mo.add_argument("--profile", required=True, help="the reference profile (modelgen profile)")
+    mo.add_argument("--live", required=True, help="the window of logged input rows (CSV, JSON lines, JSON, Parquet)")
+    mo.add_argument("--prediction-column", default="prediction", help="column of the logged rows holding predictions")
+    mo.add_argument("--out", default="drift-report", help="folder for drift-report.json and drift-report.html")
+    mo.add_argument("--thresholds", help='JSON overriding the defaults, e.g. {"psi": 0.25}')
+    mo.add_argument("--webhook", help="chat webhook (Slack/Teams) to notify (default: $MODELGEN_NOTIFY_WEBHOOK)")
+    mo.add_argument("--smtp", help="SMTP server host:port (default: $MODELGEN_SMTP)")
+    mo.add_argument("--mail-to", action="append", help="address to e-mail (repeat; default: $MODELGEN_NOTIFY_EMAIL)")
+    mo.add_argument("--mail-from", default="modelgen@localhost")
+    mo.add_argument("--report-url", help="where the HTML report will be, for the notification")
+    mo.add_argument("--fail-on-drift", action="store_true", help=f"exit {EXIT_DRIFT} when something drifted")
+    mo.set_defaults(run=_monitor)
 
     wh = sub.add_parser("webhook", help="the Nexus webhook that turns uploaded models into merge requests")
     wh_sub = wh.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
