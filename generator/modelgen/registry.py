@@ -74,10 +74,7 @@ class LocalRegistry:
 
         A published version never changes: other bytes under an existing version are refused.
         """
-        check_name(name)
-        check_version(version)
-        if not FILENAME.match(filename):
-            raise RegistryError(f"{filename!r} is not a plain file name (letters, digits, '.', '_', '-')")
+        _check_place(name, version, filename)
         target = self.root / name / version / filename
         artifact = Artifact(uri=target.as_uri(), sha256=sha256_hex(data), path=target)
         try:
@@ -87,11 +84,7 @@ class LocalRegistry:
             existing = target.read_bytes()
         except OSError as err:
             raise RegistryError(f"could not publish {target}: {err}") from err
-        if existing != data:
-            raise RegistryError(
-                f"{name} {version} is already published with other bytes ({target}, sha256 {sha256_hex(existing)}); "
-                "a published version never changes: publish under a new version"
-            )
+        _same_bytes(name, version, target, existing, data)
         log.info("%s is already published with the same bytes", artifact.uri)
         return artifact
 
@@ -104,12 +97,7 @@ class LocalRegistry:
             raise ArtifactMissing(f"{uri}: no such artifact in {self.root}") from err
         except OSError as err:
             raise RegistryError(f"could not read {uri}: {err}") from err
-        actual = sha256_hex(data)
-        if actual != sha256.lower():
-            raise RegistryError(
-                f"{uri}: sha256 is {actual}, expected {sha256}; the artifact was changed after it was published"
-            )
-        return data
+        return _verified(uri, data, sha256)
 
     def read(self, path: str) -> bytes | None:
         """The file at ``path`` (relative to the registry's root), or None if there is none."""
@@ -190,10 +178,7 @@ class HttpRegistry:
 
     def publish(self, name: str, version: str, filename: str, data: bytes) -> Artifact:
         """PUT ``data`` unless the version exists; the same bytes again is a no-op, other bytes are refused."""
-        check_name(name)
-        check_version(version)
-        if not FILENAME.match(filename):
-            raise RegistryError(f"{filename!r} is not a plain file name (letters, digits, '.', '_', '-')")
+        _check_place(name, version, filename)
         url = self.url(name, version, filename)
         artifact = Artifact(uri=url, sha256=sha256_hex(data))
         existing = self._get(url, missing_ok=True)
@@ -207,23 +192,14 @@ class HttpRegistry:
             existing = self._get(url, missing_ok=True)  # published meanwhile, or the server forbids overwrites
             if existing is None:
                 self._fail(response, url, "upload")
-        if existing != data:
-            raise RegistryError(
-                f"{name} {version} is already published with other bytes ({url}, sha256 {sha256_hex(existing)}); "
-                "a published version never changes: publish under a new version"
-            )
+        _same_bytes(name, version, url, existing, data)
         log.info("%s is already published with the same bytes", url)
         return artifact
 
     def fetch(self, uri: str, sha256: str) -> bytes:
         """The artifact's bytes, after checking they are the ones published (``sha256``)."""
         data = self._get(uri)
-        actual = sha256_hex(data)
-        if actual != sha256.lower():
-            raise RegistryError(
-                f"{uri}: sha256 is {actual}, expected {sha256}; the artifact was changed after it was published"
-            )
-        return data
+        return _verified(uri, data, sha256)
 
     def read(self, path: str) -> bytes | None:
         """The file at ``path`` (relative to the registry's base URL), or None if there is none."""
@@ -289,6 +265,32 @@ def fetch(uri: str, sha256: str) -> bytes:
         return HttpRegistry(uri.rsplit("/", 3)[0]).fetch(uri, sha256)
     path = Path(url2pathname(urlsplit(uri).path))
     return LocalRegistry(path.parents[2]).fetch(uri, sha256)
+
+
+def _check_place(name: str, version: str, filename: str) -> None:
+    """What every backend checks before publishing ``NAME/VERSION/FILE``."""
+    check_name(name)
+    check_version(version)
+    if not FILENAME.match(filename):
+        raise RegistryError(f"{filename!r} is not a plain file name (letters, digits, '.', '_', '-')")
+
+
+def _same_bytes(name: str, version: str, where: object, existing: bytes, data: bytes) -> None:
+    """A published version never changes: refuse other bytes under it."""
+    if existing != data:
+        raise RegistryError(
+            f"{name} {version} is already published with other bytes ({where}, sha256 {sha256_hex(existing)}); "
+            "a published version never changes: publish under a new version"
+        )
+
+
+def _verified(uri: str, data: bytes, sha256: str) -> bytes:
+    actual = sha256_hex(data)
+    if actual != sha256.lower():
+        raise RegistryError(
+            f"{uri}: sha256 is {actual}, expected {sha256}; the artifact was changed after it was published"
+        )
+    return data
 
 
 def _timed_out(err: BaseException) -> bool:
