@@ -102,6 +102,7 @@ def upgrade(
     changes: dict[str, bytes | None] = {}
     conflicts: list[Conflict] = []
     upgraded: list[str] = []
+    rendered_from: set[str] = set()  # the templates the upgraded models are rendered from now
     with tempfile.TemporaryDirectory(prefix="modelgen-upgrade-") as tmp:
         stores = _Stores(repo, Path(tmp))
         for name in wanted:
@@ -115,10 +116,12 @@ def upgrade(
                 upgraded.append(name)
                 changes.update(model_changes)
                 conflicts.extend(found)
+                now = record(merged, prefix.rstrip("/"))
+                rendered_from.add(f"{now['template']}-{now['template_version']}")
     if not changes:
         return Upgraded(Published("every model is up to date with the templates: nothing to do"), (), ())
     changes.update(store_changes(repo, apply(entries, changes)))
-    versions = sorted({f"{r}-model-{template_version(r)}" for r in _runtimes(everything, upgraded)})
+    versions = sorted(rendered_from)
     branch = f"modelgen/upgrade-{hashlib.sha256(' '.join(versions).encode()).hexdigest()[:10]}"
     title = f"Upgrade {len(upgraded)} model(s) to modelgen {__version__} templates"
     listed = "\n".join(f"- {c}" for c in conflicts)
@@ -186,10 +189,6 @@ class _Stores:
                 (root / rel).write_bytes(data)
             self.done[name] = root
         return self.done[name]
-
-
-def _runtimes(everything: Files, names: list[str]) -> set[str]:
-    return {json.loads(everything[f"{n}/.modelgen.json"])["inputs"]["runtime"] for n in names}
 
 
 def _json(value: Any) -> Any:
