@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import types
 from dataclasses import asdict
 from fnmatch import fnmatch
 from importlib import resources
@@ -139,20 +140,24 @@ def _r_context(manifest: Manifest) -> dict[str, Any]:
 def _r_documents(ctx: dict[str, Any], root: Path) -> Files:
     """/openapi.json and /schema of the R service, from the one description both runtimes share
     (the Python template's app/openapi.py), so an R and a Python model document the same contract."""
-    import importlib.util
-
     source = root / "python-model" / "{{cookiecutter.name}}" / "app" / "openapi.py"
-    spec = importlib.util.spec_from_file_location("_modelgen_openapi", source)
-    if spec is None or spec.loader is None:
-        raise RenderError(f"cannot load {source}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    contract = {**ctx, "description": ctx["description"]}
+    try:
+        module = _openapi_module(source.read_text("utf-8"))
+    except (OSError, SyntaxError) as err:
+        raise RenderError(f"cannot load {source}: {err}") from err
     documents = {
-        "app/openapi.json": module.document(contract),
-        "app/schema.json": {"input": module.input_schema(contract), "output": module.output_schema(contract)},
+        "app/openapi.json": module.document(ctx),
+        "app/schema.json": {"input": module.input_schema(ctx), "output": module.output_schema(ctx)},
     }
     return {path: (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8") for path, doc in documents.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _openapi_module(source: str) -> types.ModuleType:
+    # Keyed by the source text, like _compiled: loaded once per process, and again if it changes.
+    module = types.ModuleType("_modelgen_openapi")
+    exec(compile(source, "openapi.py", "exec"), module.__dict__)  # noqa: S102 - modelgen's own template
+    return module
 
 
 def template_files(runtime: str, root: Path | None = None) -> Files:
