@@ -55,3 +55,12 @@ def nginx(tmp_path_factory) -> NginxRegistry:
     server = NginxRegistry.start(tmp_path_factory.mktemp("nginx"), binary)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def gitops_cache(tmp_path, monkeypatch) -> Path:
+    """A private clone cache for modelgen, and no GitLab, GitOps or template settings from the environment."""
+    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
+    for name in ("GITLAB_URL", "GITLAB_TOKEN", "MODELGEN_GITOPS", "MODELGEN_REGISTRY", "MODELGEN_TEMPLATES"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "cache"

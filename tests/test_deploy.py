@@ -38,14 +38,11 @@ import train as penguins_train  # noqa: E402
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, capsys) -> Remote:
+def env(tmp_path, monkeypatch, capsys, gitops_cache) -> Remote:
     """A GitOps repository, a private clone cache, and nginx's credentials in the environment."""
-    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MODELGEN_REGISTRY_USERNAME", USER)
     monkeypatch.setenv("MODELGEN_REGISTRY_PASSWORD", PASSWORD)
     monkeypatch.setenv("MODELGEN_OWNER", "jane.doe@example.com")
-    for name in ("GITLAB_URL", "GITLAB_TOKEN", "MODELGEN_REGISTRY", "MODELGEN_GITOPS", "MODELGEN_TEMPLATES"):
-        monkeypatch.delenv(name, raising=False)
     remote = Remote.create(tmp_path / "gitops.git")
     assert cli(capsys, "init-gitops", remote.path)[0] == 0
     return remote

@@ -23,13 +23,7 @@ PENGUINS = "penguin-species"
 BRANCH = f"modelgen/{PENGUINS}-1.0.0"
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    """A private clone cache per test, and no GitLab settings from the environment."""
-    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
-    for name in ("GITLAB_URL", "GITLAB_TOKEN", "MODELGEN_GITOPS", "MODELGEN_TEMPLATES"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("gitops_cache")
 
 
 @pytest.fixture
@@ -215,17 +209,17 @@ def test_two_models_updated_one_after_the_other_merge_without_conflict(
     assert f"{PENGUINS} 1.0.0 (new model)" in " ".join(by_name[PENGUINS][6:])
 
 
-def test_a_rejected_push_leaves_the_clone_clean_and_says_why(remote, penguins_manifest, capsys, cache):
+def test_a_rejected_push_leaves_the_clone_clean_and_says_why(remote, penguins_manifest, capsys, gitops_cache):
     remote.reject()
     cli(capsys, "list", "--gitops", remote.path)  # fetched: the clone as every command starts from it
-    refs_before = _refs(cache)
+    refs_before = _refs(gitops_cache)
     code, out, err = generate(capsys, remote, penguins_manifest, "--merge-request")
     assert code == 2
     assert "the remote refused the push" in err and "frozen for a release" in err
     assert "Traceback" not in err
     assert remote.branches() == ["main"]
-    assert _refs(cache) == refs_before
-    (clone,) = (cache / "gitops").iterdir()
+    assert _refs(gitops_cache) == refs_before
+    (clone,) = (gitops_cache / "gitops").iterdir()
     assert not list(clone.glob("index*"))  # no index left behind
     remote.reject(False)
     code, out, err = generate(capsys, remote, penguins_manifest, "--merge-request")

@@ -36,10 +36,8 @@ def gitlab_ci_local() -> Path:
 
 
 @pytest.fixture
-def checkout(tmp_path, monkeypatch, capsys, penguins_manifest, anomaly_manifest) -> Path:
+def checkout(tmp_path, capsys, penguins_manifest, anomaly_manifest, gitops_cache) -> Path:
     """A clone of a GitOps repository (the anomaly model merged) on the branch `generate --gitops` pushed."""
-    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MODELGEN_TEMPLATES", raising=False)
     remote = Remote.create(tmp_path / "gitops.git")
     assert cli(capsys, "init-gitops", remote.path)[0] == 0
     assert cli(capsys, "generate", anomaly_manifest, "--gitops", remote.path)[0] == 0

@@ -17,12 +17,7 @@ GRACE = "      terminationGracePeriodSeconds: 40\n"
 READINESS = "            periodSeconds: 5\n"
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
-    for name in ("GITLAB_URL", "GITLAB_TOKEN", "MODELGEN_GITOPS", "MODELGEN_TEMPLATES"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("gitops_cache")
 
 
 @pytest.fixture
