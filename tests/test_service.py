@@ -218,9 +218,9 @@ def _bad_requests(
         (
             "unknown category of a strict column",
             j,
-            json.dumps([dict(row, island="Atlantis")]),
+            json.dumps([dict(row, sex="unknown")]),
             400,
-            "island",
+            "sex",
             0,
             "not a known category",
         ),

@@ -4,7 +4,8 @@
 #
 # The model is one caret object: median imputation, centring, scaling and a PCA
 # (preProcess) in front of a random forest (ranger), so the service receives raw rows.
-# Writes DIR/model.rds, DIR/model.sha256, DIR/sample.json and DIR/model.yaml; with --registry,
+# Writes DIR/model.rds, DIR/model.sha256, DIR/sample.json, DIR/reference.csv (the training
+# rows, for the drift job) and DIR/model.yaml; with --registry,
 # the artifact is published as REGISTRY/penguin-species-r/VERSION/model.rds (a local folder
 # registry, laid out as modelgen's) and the manifest points there.
 suppressPackageStartupMessages({
@@ -127,7 +128,10 @@ manifest <- c(
   "  serving:",
   "    replicas: 2",
   "    resources: {cpu: '2', memory: 1Gi}",
-  "  environments: [dev, prod]"
+  "  environments: [dev, prod]",
+  "  # The drift job compares a sample of live requests with the rows the model learned from.",
+  "  monitoring: {reference: reference.csv, sampleRate: 0.1}"
 )
+utils::write.csv(data[features], file.path(out, "reference.csv"), row.names = FALSE, na = "")
 writeLines(manifest, file.path(out, "model.yaml"))
 cat(sprintf("wrote %s/model.yaml (artifact %s, sha256 %s)\n", out, uri, sha256))

@@ -1,10 +1,16 @@
 """Train the penguin species classifier and write everything `modelgen generate` needs.
 
     python examples/penguins/train.py --out DIR [--registry DIR] [--version 1.0.0]
+    python examples/penguins/train.py --output DIR [--hyperparameters FILE] [--data URI]
 
-DIR receives model.joblib, model.sha256, sample.json and model.yaml. With --registry the artifact
-is also published to REGISTRY/penguin-species/VERSION/model.joblib (a local folder standing in for
-Nexus/Artifactory) and the manifest points there.
+DIR receives model.joblib, model.sha256, sample.json, reference.csv (the training rows the drift
+job compares live inputs with), a copy of this script (for `modelgen retrain`) and model.yaml.
+With --registry the artifact is also published to REGISTRY/penguin-species/VERSION/model.joblib
+(a local folder standing in for Nexus/Artifactory) and the manifest points there.
+
+The second form is modelgen's training contract (`spec.training`): hyperparameters from a JSON
+file, data from a CSV path (or "palmerpenguins", the package's copy), and only model.joblib,
+metrics.json and reference.csv written to the output folder.
 
 The pipeline is deliberately a full one (per-group imputation and scaling, PCA, a stack of three
 model families) so the generated service is exercised with a realistic artifact.
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import shutil
 import sys
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -49,19 +57,23 @@ DESCRIPTION = (
 )
 TARGET = "species"
 CATEGORICAL = ["island", "sex"]
-# The study has three islands: a row from anywhere else is outside what the model knows, so the
-# service refuses it (400). An unknown sex is still scored (the one-hot encoder ignores it).
-STRICT = {"island"}
+# The study records female or male (or nothing): any other value is a client's bug, so the
+# service refuses it (400). A row from another island is still scored (the one-hot encoder
+# ignores it) and the drift job reports the new island to the owner.
+STRICT = {"sex"}
 BILL = ["bill_length_mm", "bill_depth_mm"]
 BODY = ["flipper_length_mm", "body_mass_g", "year"]
 HEADER = "Written by examples/penguins/train.py; rerun it rather than editing by hand."
 # Pinned from this environment: the service must unpickle with exactly what trained the model.
 REQUIREMENTS = ["scikit-learn", "xgboost", "pandas", "numpy", "joblib"]
+HYPERPARAMETERS = {"pca_components": 5, "xgb_estimators": 50, "xgb_max_depth": 3, "logreg_c": 1.0}
+DATA = "palmerpenguins"
 
 
-def load_data() -> tuple[pd.DataFrame, pd.Series]:
+def load_data(uri: str = DATA) -> tuple[pd.DataFrame, pd.Series]:
     """Raw features (missing values kept: the pipeline imputes them) and the species."""
-    data = palmerpenguins.load_penguins().dropna(subset=[TARGET]).reset_index(drop=True)
+    raw = palmerpenguins.load_penguins() if uri == DATA else pd.read_csv(uri.removeprefix("file://"))
+    data = raw.dropna(subset=[TARGET]).reset_index(drop=True)
     features = data.drop(columns=[TARGET])
     # pandas 3 reads text as its "str" dtype; the service sends object columns with NaN for
     # null, so train on exactly that representation.
@@ -70,7 +82,8 @@ def load_data() -> tuple[pd.DataFrame, pd.Series]:
     return features, data[TARGET]
 
 
-def build_pipeline() -> Pipeline:
+def build_pipeline(params: dict | None = None) -> Pipeline:
+    p = {**HYPERPARAMETERS, **(params or {})}
     preprocess = ColumnTransformer(
         [
             (
@@ -87,14 +100,18 @@ def build_pipeline() -> Pipeline:
             # SVC(probability=True) is deprecated since scikit-learn 1.9; this is its replacement
             # (Platt scaling on cross-validated decision values, one SVC refitted on all rows).
             ("svc", CalibratedClassifierCV(SVC(), ensemble=False)),
-            ("logreg", LogisticRegression(max_iter=1000)),
-            ("xgb", XGBClassifier(n_estimators=50, max_depth=3, n_jobs=1, random_state=0)),
+            ("logreg", LogisticRegression(C=p["logreg_c"], max_iter=1000)),
+            (
+                "xgb",
+                XGBClassifier(n_estimators=p["xgb_estimators"], max_depth=p["xgb_max_depth"], n_jobs=1, random_state=0),
+            ),
         ],
         # StackingClassifier label-encodes y before fitting the base estimators, which is what
         # lets XGBoost (integer labels only) sit in a stack whose classes_ are species names.
         final_estimator=GaussianNB(),
     )
-    return Pipeline([("preprocess", preprocess), ("pca", PCA(n_components=5, random_state=0)), ("stack", stack)])
+    pca = PCA(n_components=p["pca_components"], random_state=0)
+    return Pipeline([("preprocess", preprocess), ("pca", pca), ("stack", stack)])
 
 
 def serialize(model: Pipeline) -> bytes:
@@ -103,22 +120,40 @@ def serialize(model: Pipeline) -> bytes:
     return buffer.getvalue()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for the artifact, sample and manifest")
-    add_registry_arguments(parser)  # --registry DIR, --version X.Y.Z
-    args = parser.parse_args(argv)
-
-    features, species = load_data()
+def train(params: dict, data_uri: str) -> tuple[Pipeline, bytes, dict[str, float], pd.DataFrame]:
+    """The fitted model, its artifact, its held-out metrics and the features it learned from."""
+    features, species = load_data(data_uri)
     x_train, x_test, y_train, y_test = train_test_split(
         features, species, stratify=species, test_size=0.25, random_state=0
     )
-    accuracy = build_pipeline().fit(x_train, y_train).score(x_test, y_test)
+    accuracy = build_pipeline(params).fit(x_train, y_train).score(x_test, y_test)
     print(f"test accuracy: {accuracy:.4f} ({len(x_test)} held-out rows)")
 
     # The served model learns from every labelled row; the split above only measured the recipe.
-    model = build_pipeline().fit(features, species)
+    model = build_pipeline(params).fit(features, species)
     data = serialize(model)  # before any prediction, which some estimators record (see penguins-anomaly)
+    return model, data, {"accuracy": round(float(accuracy), 6)}, features
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="folder for the artifact, sample and manifest")
+    target.add_argument("--output", type=Path, help="training contract: folder for model.joblib and metrics.json")
+    parser.add_argument("--hyperparameters", type=Path, help="JSON file of hyperparameters (training contract)")
+    parser.add_argument("--data", default=DATA, help="training data: a CSV path, or palmerpenguins")
+    add_registry_arguments(parser)  # --registry DIR, --version X.Y.Z
+    args = parser.parse_args(argv)
+
+    params = {**HYPERPARAMETERS, **(json.loads(args.hyperparameters.read_text()) if args.hyperparameters else {})}
+    model, data, metrics, features = train(params, args.data)
+    if args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / "model.joblib").write_bytes(data)
+        (args.output / "metrics.json").write_text(json.dumps(metrics) + "\n")
+        features.to_csv(args.output / "reference.csv", index=False)
+        print(f"wrote {args.output}/model.joblib, metrics.json, reference.csv")
+        return
     columns = input_columns(features, strict=STRICT)
     sample = sample_records(features, columns)
     model.predict_proba(service_frame(sample, columns))  # fail here, not in the smoke tests
@@ -132,7 +167,13 @@ def main(argv: list[str] | None = None) -> None:
     manifest = {
         "apiVersion": "modelgen/v1",
         "kind": "Model",
-        "metadata": {"name": NAME, "version": args.version, "owner": OWNER, "description": DESCRIPTION},
+        "metadata": {
+            "name": NAME,
+            "version": args.version,
+            "owner": OWNER,
+            "description": DESCRIPTION,
+            "provenance": {"data": args.data, "parameters": params, "metrics": metrics},
+        },
         "spec": {
             "runtime": "python",
             "framework": "sklearn",
@@ -149,9 +190,15 @@ def main(argv: list[str] | None = None) -> None:
                 "route": {"host": f"{NAME}.apps.example.com"},
             },
             "environments": ["dev", "prod"],
+            # The drift job compares a sample of live requests with the rows the model learned from.
+            "monitoring": {"reference": "reference.csv", "sampleRate": 0.1},
+            "training": {"script": "train.py", "data": args.data, "hyperparameters": params},
         },
     }
     write_handover(out, manifest, artifact=data, sample=sample, header=HEADER)
+    features.to_csv(out / "reference.csv", index=False)
+    if Path(__file__).resolve() != (out / "train.py").resolve():
+        shutil.copyfile(__file__, out / "train.py")
     print(f"wrote {out}/model.yaml (artifact {uri}, sha256 {sha256_hex(data)})")
 
 

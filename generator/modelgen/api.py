@@ -7,7 +7,7 @@ from pathlib import Path
 
 from modelgen.manifest import load
 from modelgen.output import write_project
-from modelgen.render import render
+from modelgen.reference import project_files
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,6 @@ def generate(manifest_path: str | Path, output_dir: str | Path) -> Generated:
     Generated(path=PosixPath('out/penguin-species'), changed=True, files=31)
     """
     manifest = load(manifest_path)
-    files = render(manifest)
+    files = project_files(manifest)
     target = Path(output_dir) / manifest.name
     return Generated(target, write_project(files, target), len(files))

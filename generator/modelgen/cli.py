@@ -160,15 +160,22 @@ def _monitor(args: argparse.Namespace) -> int:
     import json
 
     from modelgen.drift import compare
-    from modelgen.monitor import notify, read_rows, summary, write_reports
+    from modelgen.monitor import PREDICTION, notify, read_input_log, read_rows, summary, window_seconds, write_reports
 
     try:
         reference = json.loads(Path(args.profile).read_text("utf-8"))
     except (OSError, ValueError) as err:
         raise ModelgenError(f"cannot read the profile {args.profile}: {err}") from err
-    thresholds = json.loads(args.thresholds) if args.thresholds else None
-    live = read_rows(Path(args.live))
-    predictions = live.pop(args.prediction_column).tolist() if args.prediction_column in live else None
+    thresholds = _thresholds(args.thresholds)
+    live_path = Path(args.live)
+    if live_path.is_dir():
+        live = read_input_log(live_path, window_seconds(args.window) if args.window else None)
+    else:
+        live = read_rows(live_path)
+    column = next((c for c in (args.prediction_column, PREDICTION) if c in live), None)
+    predictions = live.pop(column).tolist() if column else None
+    if not len(live):
+        raise ModelgenError(f"{args.live}: no logged rows{' in the last ' + args.window if args.window else ''}")
     report = compare(reference, live, predictions, thresholds)
     as_json, as_html = write_reports(report, args.name, Path(args.out))
     print(summary(report, args.name))
@@ -185,6 +192,30 @@ def _monitor(args: argparse.Namespace) -> int:
     for target in sent:
         print(f"notified {target}")
     return EXIT_DRIFT if report.drifted and args.fail_on_drift else 0
+
+
+def _thresholds(text: str | None) -> dict[str, float] | None:
+    """``--thresholds`` JSON, with the manifest's names (pValue) or drift's (p_value)."""
+    import json
+
+    from modelgen.drift import DEFAULT_THRESHOLDS, THRESHOLD_NAMES
+
+    if not text:
+        return None
+    try:
+        given = json.loads(text)
+    except ValueError as err:
+        raise ModelgenError(f"--thresholds is not JSON: {err}") from err
+    if not isinstance(given, dict):
+        raise ModelgenError('--thresholds must be a JSON object, e.g. {"psi": 0.25}')
+    out = {}
+    for key, value in given.items():
+        name = THRESHOLD_NAMES.get(key, key)
+        if name not in DEFAULT_THRESHOLDS or not isinstance(value, (int, float)) or isinstance(value, bool):
+            allowed = ", ".join(THRESHOLD_NAMES)
+            raise ModelgenError(f"--thresholds: {key}={value!r} (allowed: numbers for {allowed})")
+        out[name] = value
+    return out
 
 
 def _webhook_serve(args: argparse.Namespace) -> int:
@@ -297,8 +328,13 @@ def parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("monitor", help="compare logged inputs with the reference profile; report and notify")
     mo.add_argument("name", help="the model's name (for the report and notifications)")
     mo.add_argument("--profile", required=True, help="the reference profile (modelgen profile)")
-    mo.add_argument("--live", required=True, help="the window of logged input rows (CSV, JSON lines, JSON, Parquet)")
-    mo.add_argument("--prediction-column", default="prediction", help="column of the logged rows holding predictions")
+    mo.add_argument(
+        "--live", required=True, help="the services' input log folder, or a file of rows (CSV, JSON lines, Parquet)"
+    )
+    mo.add_argument("--window", help="with an input log folder: only its last hours or days, e.g. 24h, 7d")
+    mo.add_argument(
+        "--prediction-column", default="prediction", help=f"column holding predictions (input logs: {'__prediction'})"
+    )
     mo.add_argument("--out", default="drift-report", help="folder for drift-report.json and drift-report.html")
     mo.add_argument("--thresholds", help='JSON overriding the defaults, e.g. {"psi": 0.25}')
     mo.add_argument("--webhook", help="chat webhook (Slack/Teams) to notify (default: $MODELGEN_NOTIFY_WEBHOOK)")

@@ -28,6 +28,16 @@ DEFAULT_THRESHOLDS = {
     "cusum_k": 0.5,  # CUSUM allowance (half the shift to detect, in standard deviations)
     "cusum_batch": 50,  # predictions averaged per CUSUM step: a false alarm every ~20,000 predictions
 }
+# The manifest's spec.monitoring.thresholds keys, and the names used here.
+THRESHOLD_NAMES = {
+    "psi": "psi",
+    "pValue": "p_value",
+    "missingChange": "missing_change",
+    "unseenShare": "unseen_share",
+    "cusumH": "cusum_h",
+    "cusumK": "cusum_k",
+    "cusumBatch": "cusum_batch",
+}
 _EPS = 1e-4
 
 
@@ -66,9 +76,50 @@ def profile(
             }
     result: dict[str, Any] = {"version": PROFILE_VERSION, "rows": int(len(frame)), "features": features}
     if predictions is not None:
-        p = np.asarray(predictions, dtype=float)
-        result["predictions"] = {"mean": float(p.mean()), "std": float(p.std()) or 1e-12, "rows": int(len(p))}
+        result["predictions"] = prediction_profile(predictions)
     return result
+
+
+def prediction_profile(predictions: Sequence[Any]) -> dict[str, Any]:
+    """The distribution of the model's predictions on the reference, and what the CUSUM follows.
+
+    Numbers (regression values, anomaly scores): quantile bins, mean and standard deviation.
+    Labels (classes, clusters): their shares; the CUSUM then follows the share of the most
+    frequent label (a 0/1 value per prediction, so its mean and standard deviation are known).
+    """
+    import numpy as np
+
+    values = list(predictions)
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        numbers = np.asarray(values, dtype=float)
+        edges = sorted(set(np.quantile(numbers, np.linspace(0, 1, BINS + 1)[1:-1]).round(12).tolist()))
+        return {
+            "kind": "numeric",
+            "edges": edges,
+            "frequencies": _shares(np.searchsorted(edges, numbers, side="left"), len(edges) + 1),
+            "mean": float(numbers.mean()),
+            "std": float(numbers.std()) or 1e-12,
+            "rows": len(values),
+        }
+    labels = [_category(v) for v in values]
+    shares = {label: labels.count(label) / len(labels) for label in sorted(set(labels))}
+    tracked = max(shares, key=lambda label: (shares[label], label)) if shares else None
+    share = shares.get(tracked, 0.0)
+    return {
+        "kind": "categorical",
+        "frequencies": shares,
+        "tracked": tracked,
+        "mean": share,
+        "std": math.sqrt(share * (1 - share)) or 1e-12,
+        "rows": len(values),
+    }
+
+
+def monitored_values(predictions: Sequence[Any], reference: Mapping[str, Any]) -> list[float]:
+    """The numbers the CUSUM follows: the predictions themselves, or 1/0 for "is the tracked label"."""
+    if reference.get("kind") == "categorical":
+        return [1.0 if _category(v) == reference["tracked"] else 0.0 for v in predictions]
+    return [float(v) for v in predictions]
 
 
 @dataclass
@@ -170,7 +221,14 @@ def compare(
         reports.append(report)
     predictions = None
     if live_predictions is not None and reference.get("predictions"):
-        predictions = cusum(live_predictions, reference["predictions"], limits)
+        expected = reference["predictions"]
+        predictions = cusum(monitored_values(live_predictions, expected), expected, limits)
+        predictions["kind"] = expected.get("kind", "numeric")
+        if expected.get("kind") == "categorical":
+            labels = [_category(v) for v in live_predictions]
+            predictions["tracked"] = expected["tracked"]
+            predictions["reference"] = expected["frequencies"]
+            predictions["live"] = {k: labels.count(k) / len(labels) for k in sorted(set(labels))} if labels else {}
     return Report(int(len(live)), reports, limits, predictions)
 
 

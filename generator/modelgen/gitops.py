@@ -29,7 +29,8 @@ from modelgen.git import Changes, Entry, Git, GitError, push
 from modelgen.gitops_scaffold import CONFIG_FILE, GitopsSettings, parse_settings, scaffold
 from modelgen.manifest import Manifest
 from modelgen.merge_request import GitLabApi, MergeRequest
-from modelgen.render import RECORD, Files, render, template_files, template_version
+from modelgen.reference import project_files
+from modelgen.render import RECORD, Files, template_files, template_version
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ def model_changes(repo: GitopsRepo, manifest: Manifest) -> dict[str, bytes | Non
             f"{manifest.path}: environment(s) {', '.join(missing)} are not environments of the GitOps repository "
             f"(allowed: {', '.join(settings.environments)}; see its {CONFIG_FILE})"
         )
-    files = render(manifest, gitops_repo_url=settings.repo_url)
+    files = project_files(manifest, gitops_repo_url=settings.repo_url, tools_image=settings.ci_image)
     prefix = f"{MODELS}/{manifest.name}/"
     entries = repo.entries()
     changes = changes_under(prefix, entries, {prefix + p: d for p, d in files.items()})

@@ -18,8 +18,8 @@ from jinja2 import TemplateError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from modelgen import __version__
 from modelgen.errors import ModelgenError, RenderError
+from modelgen.render import DEFAULT_TOOLS_IMAGE
 
 Files = dict[str, bytes]
 CONFIG_FILE = "gitops.yaml"
@@ -45,7 +45,7 @@ class GitopsSettings:
     # Must agree with the namespace the overlays set (cookiecutters/common/overlay/kustomization.yaml).
     namespace_prefix: str = "models-"
     # The image the repository's validate job runs in (built from modelgen's ci/image/Dockerfile).
-    ci_image: str = f"registry.example.com/platform/modelgen-ci:{__version__}"
+    ci_image: str = DEFAULT_TOOLS_IMAGE
     # The Kubernetes API the validate job checks rendered objects against (OpenShift 4.17).
     kubernetes_version: str = "1.30.0"
     # The raw repository the Nexus webhook (webhook/) listens to.

@@ -175,6 +175,42 @@ class Manifest:
         }
 
     @property
+    def monitoring(self) -> dict[str, Any] | None:
+        """Drift monitoring with every default filled in, or None when the manifest has none."""
+        given = self.spec.get("monitoring")
+        if given is None:
+            return None
+        notify = given.get("notify", {})
+        return {
+            "reference": given["reference"],
+            "sampleRate": given.get("sampleRate", 0.1),
+            "logSize": given.get("logSize", "1Gi"),
+            "schedule": given.get("schedule", "0 6 * * *"),
+            "window": given.get("window", "24h"),
+            "thresholds": dict(given.get("thresholds", {})),
+            "notify": {
+                "email": list(notify.get("email", [self.owner])),
+                "smtp": notify.get("smtp", ""),
+                "webhook": notify.get("webhook", ""),
+            },
+        }
+
+    @property
+    def training(self) -> dict[str, Any] | None:
+        """Retraining with defaults filled in, or None."""
+        given = self.spec.get("training")
+        if given is None:
+            return None
+        return {
+            "script": given["script"],
+            "data": given["data"],
+            "hyperparameters": dict(given.get("hyperparameters", {})),
+            "image": given.get("image", ""),
+            "registry": given.get("registry", ""),
+            "resources": {"cpu": "1", "memory": "2Gi", **given.get("resources", {})},
+        }
+
+    @property
     def environments(self) -> list[Environment]:
         serving = self.serving
         envs = []
@@ -786,6 +822,14 @@ def _semantic_problems(
                 f"{_show(rel)} has the same module name as spec.code[{modules[module]}] (allowed: distinct file names)",
             )
         modules.setdefault(module, i)
+
+    script = get("spec", "training", "script")
+    if isinstance(script, str):
+        expected = {"python": (".py",), "r": (".R", ".r")}.get(runtime, ())
+        if expected and not script.endswith(expected):
+            add(("spec", "training", "script"), f"{_show(script)} is not a {runtime} script (allowed: {expected[0]})")
+        else:
+            _file_problem(add, ("spec", "training", "script"), base, script, manifest_name)
 
     sample: list[dict[str, Any]] = []
     rel = get("spec", "sample")

@@ -20,7 +20,7 @@ from ruamel.yaml.error import YAMLError
 
 from modelgen.errors import ManifestError, ModelgenError, Problem
 from modelgen.manifest import Manifest, load
-from modelgen.render import CODE_DIR, RECORD, SAMPLE
+from modelgen.render import CODE_DIR, RECORD, SAMPLE, TRAINING_DIR
 
 MANIFEST = "model.yaml"
 
@@ -50,6 +50,10 @@ def project_manifest(files: Mapping[str, bytes], where: str) -> Iterator[Manifes
         (root / MANIFEST).write_bytes(files[MANIFEST])
         if isinstance(spec.get("sample"), str) and SAMPLE in files:
             _place(root, spec["sample"], files[SAMPLE])
+        training = spec.get("training")
+        script = training.get("script") if isinstance(training, dict) else None
+        if isinstance(script, str) and f"{TRAINING_DIR}/{PurePosixPath(script).name}" in files:
+            _place(root, script, files[f"{TRAINING_DIR}/{PurePosixPath(script).name}"])
         for rel in spec.get("code") or []:
             source = f"{CODE_DIR}/{PurePosixPath(str(rel)).name}"
             if isinstance(rel, str) and source in files:

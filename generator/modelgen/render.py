@@ -28,6 +28,8 @@ from modelgen.manifest import Manifest
 PYTHON_VERSION = "3.11"
 # Where BuildConfigs clone the model project from; `init-gitops` settings replace it.
 DEFAULT_GITOPS_REPO_URL = "https://gitlab.example.com/platform/models.git"
+# The image with modelgen that runs the drift job; `init-gitops` settings (ci_image) replace it.
+DEFAULT_TOOLS_IMAGE = f"registry.example.com/platform/modelgen-ci:{__version__}"
 Files = dict[str, bytes]
 
 
@@ -57,14 +59,32 @@ OVERLAY = "overlay"
 RECORD = ".modelgen.json"
 SAMPLE = "tests/sample.json"
 CODE_DIR = "model_code"
+# The reference profile (computed by modelgen.reference when the manifest has spec.monitoring)
+# and the training script: kept in the project, never re-rendered.
+PROFILE = "deploy/base/monitoring/profile.json"
+TRAINING_DIR = "training"
+# Where the service image holds the project (Dockerfile WORKDIR): the training Job runs the
+# script from there.
+IMAGE_PROJECT_DIR = "/opt/app"
 
 
 def is_verbatim(path: str) -> bool:
-    return path in ("model.yaml", SAMPLE, RECORD) or path.startswith(f"{CODE_DIR}/")
+    return (
+        path in ("model.yaml", SAMPLE, RECORD, PROFILE)
+        or path.startswith(f"{CODE_DIR}/")
+        or path.startswith(f"{TRAINING_DIR}/")
+        and not path.endswith(".yaml")
+    )
 
 
-def context(manifest: Manifest, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) -> dict[str, Any]:
-    """Everything a template may use, derived from the manifest alone (so output is reproducible)."""
+def context(
+    manifest: Manifest,
+    gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL,
+    profile: dict[str, Any] | None = None,
+    tools_image: str = DEFAULT_TOOLS_IMAGE,
+) -> dict[str, Any]:
+    """Everything a template may use, derived from the manifest (and, with monitoring, the
+    reference profile computed from it), so output is reproducible."""
     serving = manifest.serving
     return {
         "name": manifest.name,
@@ -85,6 +105,9 @@ def context(manifest: Manifest, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) 
         "environments": [asdict(e) for e in manifest.environments],
         "example": manifest.sample[:2],
         "gitops_repo_url": gitops_repo_url,
+        "tools_image": tools_image,
+        "monitoring": _monitoring_context(manifest, profile),
+        "training": _training_context(manifest),
         "python_version": PYTHON_VERSION,
         **(_r_context(manifest) if manifest.runtime == "r" else {}),
         "modelgen_version": __version__,
@@ -92,20 +115,53 @@ def context(manifest: Manifest, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL) 
 
 
 def render(
-    manifest: Manifest, *, gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL, templates: Path | None = None
+    manifest: Manifest,
+    *,
+    gitops_repo_url: str = DEFAULT_GITOPS_REPO_URL,
+    templates: Path | None = None,
+    profile: dict[str, Any] | None = None,
+    tools_image: str = DEFAULT_TOOLS_IMAGE,
 ) -> Files:
     """Render the project for ``manifest``; keys are POSIX paths relative to the project root.
+
+    A manifest with ``spec.monitoring`` needs its reference ``profile`` (see
+    ``modelgen.reference``); ``tools_image`` is the image with modelgen that runs the drift job.
 
     >>> from modelgen.manifest import load
     >>> files = render(load("model.yaml"))  # doctest: +SKIP
     >>> sorted(files)[:2]
     ['.gitlab-ci.yml', '.modelgen.json']
     """
+    if manifest.monitoring and profile is None:
+        raise RenderError(f"{manifest.path}: spec.monitoring needs the reference profile to render the project")
     root = templates or templates_dir()
-    ctx = context(manifest, gitops_repo_url)
+    ctx = context(manifest, gitops_repo_url, profile, tools_image)
     files = render_inputs(ctx, root)
     files.update(_verbatim_files(manifest, ctx, template_version(manifest.runtime, root)))
+    if profile is not None and manifest.monitoring:
+        files[PROFILE] = (json.dumps(profile, indent=1, sort_keys=True) + "\n").encode("utf-8")
     return dict(sorted(files.items()))
+
+
+def _monitoring_context(manifest: Manifest, profile: dict[str, Any] | None) -> dict[str, Any] | None:
+    monitoring = manifest.monitoring
+    if not monitoring or profile is None:
+        return None
+    from modelgen.drift import THRESHOLD_NAMES
+
+    return {
+        **monitoring,
+        "thresholds": {THRESHOLD_NAMES[k]: v for k, v in sorted(monitoring["thresholds"].items())},
+        # The missing-rate alert fires per feature over what the reference had, plus the margin.
+        "missing": {name: round(f["missing"], 4) for name, f in sorted(profile["features"].items())},
+    }
+
+
+def _training_context(manifest: Manifest) -> dict[str, Any] | None:
+    training = manifest.training
+    if not training:
+        return None
+    return {**training, "script_file": f"{TRAINING_DIR}/{Path(training['script']).name}"}
 
 
 def render_inputs(ctx: dict[str, Any], root: Path) -> Files:
@@ -256,6 +312,13 @@ def _read_tree(root: Path) -> Files:
     }
 
 
+def render_verbatim(manifest: Manifest) -> Files:
+    """The files a project copies from the model's folder (manifest, sample, code, training script)."""
+    files = _verbatim_files(manifest, {}, "")
+    del files[RECORD]
+    return files
+
+
 def _verbatim_files(manifest: Manifest, ctx: dict[str, Any], version: str) -> Files:
     """Files copied from the model's folder rather than rendered."""
     files: Files = {
@@ -278,4 +341,7 @@ def _verbatim_files(manifest: Manifest, ctx: dict[str, Any], version: str) -> Fi
     for rel in manifest.code:
         source = manifest.base_dir / rel
         files[f"{CODE_DIR}/{source.name}"] = source.read_bytes()
+    if manifest.training:
+        source = manifest.base_dir / manifest.training["script"]
+        files[f"{TRAINING_DIR}/{source.name}"] = source.read_bytes()
     return files

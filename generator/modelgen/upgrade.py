@@ -32,7 +32,7 @@ from modelgen.gitops import (
 )
 from modelgen.merge_request import GitLabApi, MergeRequest
 from modelgen.project import project_manifest, record
-from modelgen.render import Files, context, is_verbatim, render, render_inputs, template_version
+from modelgen.render import PROFILE, Files, context, is_verbatim, render, render_inputs, template_version
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def upgrade(
         for name in wanted:
             prefix = f"{MODELS}/{name}/"
             ours = {p.removeprefix(f"{name}/"): d for p, d in everything.items() if p.startswith(f"{name}/")}
-            merged, found = _upgrade_one(ours, prefix.rstrip("/"), settings.repo_url, stores)
+            merged, found = _upgrade_one(ours, prefix.rstrip("/"), settings.repo_url, settings.ci_image, stores)
             if merged is None:
                 continue
             model_changes = changes_under(prefix, entries, {prefix + p: d for p, d in merged.items()})
@@ -150,14 +150,18 @@ def upgrade(
     return Upgraded(published, tuple(upgraded), tuple(conflicts))
 
 
-def _upgrade_one(ours: Files, where: str, repo_url: str, stores: _Stores) -> tuple[Files | None, list[Conflict]]:
+def _upgrade_one(
+    ours: Files, where: str, repo_url: str, tools_image: str, stores: _Stores
+) -> tuple[Files | None, list[Conflict]]:
     rec = record(ours, where)
+    # The reference profile was computed when the model was generated; an upgrade keeps it.
+    profile = json.loads(ours[PROFILE]) if PROFILE in ours else None
     with project_manifest(ours, where) as manifest:
-        inputs = _json(context(manifest, repo_url))
+        inputs = _json(context(manifest, repo_url, profile, tools_image))
         installed = template_version(manifest.runtime)
         if rec.get("template_version") == installed and rec.get("modelgen") == __version__ and rec["inputs"] == inputs:
             return None, []  # rendered from these very templates and inputs: nothing to upgrade
-        theirs = render(manifest, gitops_repo_url=repo_url)
+        theirs = render(manifest, gitops_repo_url=repo_url, profile=profile, tools_image=tools_image)
     old_root = stores.root(rec)
     base = render_inputs(rec["inputs"], old_root)
     # Files taken from the model's folder are not templated: their "before" is what is there.

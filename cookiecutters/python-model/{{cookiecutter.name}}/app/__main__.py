@@ -30,6 +30,23 @@ def _multiprocess_metrics_dir() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
 
 
+def _monitor(settings):  # -> app.monitoring.Monitor | None
+    from app.monitoring import InputLog, Monitor, load_profile
+
+    profile = load_profile(settings.profile_path) if settings.profile_path else None
+    if profile is None:
+        return None
+    log = None
+    if settings.input_log and settings.log_sample_rate > 0:
+        log = InputLog(settings.input_log, settings.log_sample_rate, settings.log_max_bytes)
+    logging.getLogger("app").info(
+        "monitoring %d features; input log: %s",
+        len(profile["features"]),
+        f"{settings.input_log} ({settings.log_sample_rate:.0%} of requests)" if log else "off",
+    )
+    return Monitor(settings.contract, profile, log)
+
+
 def main() -> int:
     _one_thread_per_worker()
     _multiprocess_metrics_dir()
@@ -49,7 +66,11 @@ def main() -> int:
             settings.contract["artifact"].get("trusted", ()),
         )
         application = create_app(
-            model, settings.contract, max_request_bytes=settings.max_request_bytes, sha256=settings.model_sha256
+            model,
+            settings.contract,
+            max_request_bytes=settings.max_request_bytes,
+            sha256=settings.model_sha256,
+            monitor=_monitor(settings),
         )
     except (ArtifactError, ModelMismatch) as err:
         print(f"{settings.contract['name']}: {err}", file=sys.stderr)

@@ -38,6 +38,18 @@ MODEL_INFO = Gauge(
     multiprocess_mode="max",
 )
 
+# Drift signals (app.monitoring); label values come from the reference profile, a bounded set.
+FEATURE_MISSING = Counter("modelgen_feature_missing_total", "Missing values per input feature.", ["feature"])
+FEATURE_UNSEEN = Counter(
+    "modelgen_feature_unseen_total", "Values of a categorical feature the reference never had.", ["feature"]
+)
+FEATURE_VALUES = Counter(
+    "modelgen_feature_values_total",
+    "Values per input feature, by reference bin (numeric) or category.",
+    ["feature", "bin"],
+)
+PREDICTIONS = Counter("modelgen_predictions_total", "Predictions by label or reference bin.", ["bin"])
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 

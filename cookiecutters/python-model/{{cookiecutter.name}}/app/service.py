@@ -15,6 +15,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from app import metrics
+from app.monitoring import Monitor
 from app.openapi import document, input_schema, output_schema
 from app.payload import BadRequest, InputSchema
 from app.predict import predictor_for
@@ -25,7 +26,9 @@ JSON = "application/json"
 CSV = "text/csv"
 
 
-def create_app(model: Any, contract: dict[str, Any], *, max_request_bytes: int, sha256: str) -> Flask:
+def create_app(
+    model: Any, contract: dict[str, Any], *, max_request_bytes: int, sha256: str, monitor: Monitor | None = None
+) -> Flask:
     """The Flask application serving ``model``; everything per-request is prepared here, once."""
     app = Flask("app")
     app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
@@ -62,6 +65,8 @@ def create_app(model: Any, contract: dict[str, Any], *, max_request_bytes: int, 
                 # rejects unseen categories): the client's data, so a 4xx, never a 500.
                 raise BadRequest(f"the model could not score these rows: {err}", status=422) from err
             rows_total.inc(len(predictions))
+            if monitor is not None:
+                monitor.observe(frame, predictions)
             if CSV in (request.headers.get("Accept") or ""):
                 response = Response(_csv(predictor.header, predictor.csv_rows(predictions)), mimetype=CSV)
             else:

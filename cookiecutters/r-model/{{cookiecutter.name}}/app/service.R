@@ -10,7 +10,7 @@ encode <- function(doc) as.character(jsonlite::toJSON(doc, auto_unbox = TRUE, nu
 # /metrics, whichever worker answers it, adds up every worker of the pod.
 BUCKETS <- c(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-new_metrics <- function(dir) {
+new_metrics <- function(dir, monitor = NULL) {
   state <- new.env()
   state$requests <- list()  # "endpoint|method|status" -> count
   state$latency <- list()   # endpoint -> list(buckets, sum, count)
@@ -21,7 +21,9 @@ new_metrics <- function(dir) {
     state$pending <- FALSE
     if (!nzchar(file)) return(invisible())
     partial <- paste0(file, ".tmp")
-    writeLines(encode(list(requests = state$requests, latency = state$latency, rows = state$rows)), partial)
+    snapshot <- list(requests = state$requests, latency = state$latency, rows = state$rows)
+    if (!is.null(monitor)) snapshot$monitor <- monitor$snapshot()
+    writeLines(encode(snapshot), partial)
     file.rename(partial, file)
   }
   # Writing the file costs about a millisecond: batch the requests of 0.2 s into one write,
@@ -51,7 +53,11 @@ new_metrics <- function(dir) {
       save()  # this worker's own counts, up to the request just answered
       workers <- if (nzchar(dir)) list.files(dir, pattern = "^worker-[0-9]+\\.json$", full.names = TRUE) else character()
       snapshots <- lapply(workers, function(f) tryCatch(jsonlite::read_json(f), error = function(e) NULL))
-      if (!nzchar(dir)) snapshots <- list(list(requests = state$requests, latency = state$latency, rows = state$rows))
+      if (!nzchar(dir)) {
+        own <- list(requests = state$requests, latency = state$latency, rows = state$rows)
+        if (!is.null(monitor)) own$monitor <- monitor$snapshot()
+        snapshots <- list(own)
+      }
       requests <- list()
       latency <- list()
       rows <- 0
@@ -97,7 +103,8 @@ new_metrics <- function(dir) {
         sprintf("modelgen_predicted_rows_total %s", format(rows, scientific = FALSE)),
         "# HELP modelgen_model_info The model this service serves (always 1).",
         "# TYPE modelgen_model_info gauge",
-        sprintf('modelgen_model_info{name="%s",version="%s",sha256="%s"} 1', info$name, info$version, info$sha256)
+        sprintf('modelgen_model_info{name="%s",version="%s",sha256="%s"} 1', info$name, info$version, info$sha256),
+        if (!is.null(monitor)) monitor_exposition(lapply(snapshots, function(s) s$monitor))
       )
       paste0(paste(lines, collapse = "\n"), "\n")
     }
@@ -111,11 +118,11 @@ reply <- function(res, status, body, type = JSON) {
   res
 }
 
-build_router <- function(model, contract, app_dir, sha256, max_request_bytes, metrics_dir) {
+build_router <- function(model, contract, app_dir, sha256, max_request_bytes, metrics_dir, monitor = NULL) {
   schema <- input_schema(contract$columns)
   predictor <- predictor_for(model, contract$output)
   types <- training_types(model, contract$columns)
-  metrics <- new_metrics(metrics_dir)
+  metrics <- new_metrics(metrics_dir, monitor)
   info <- list(name = contract$name, version = contract$version, sha256 = sha256)
   packages <- vapply(contract$requirements, function(r) strsplit(r, "==", fixed = TRUE)[[1]][1], "")
   libraries <- lapply(c(packages, "plumber", "jsonlite", "digest"), function(p) {
@@ -163,6 +170,7 @@ build_router <- function(model, contract, app_dir, sha256, max_request_bytes, me
           stop(bad_request(paste("the model could not score these rows:", conditionMessage(err)), status = 422L))
         })
         metrics$rows(predictions$n)
+        if (!is.null(monitor)) monitor$observe(values, predictions)
         accept <- if (is.null(req$HTTP_ACCEPT)) "" else req$HTTP_ACCEPT
         if (grepl(CSV, accept, fixed = TRUE)) {
           lines <- c(paste(csv_cells(predictor$header), collapse = ","), predictor$csv(predictions))

@@ -5,7 +5,7 @@
 args <- commandArgs(trailingOnly = TRUE)
 app_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])))
 project_dir <- dirname(app_dir)
-for (part in c("payload.R", "model.R", "service.R")) source(file.path(app_dir, part))
+for (part in c("payload.R", "model.R", "monitoring.R", "service.R")) source(file.path(app_dir, part))
 options(plumber.methodNotAllowed = FALSE)
 
 env <- function(name, default) {
@@ -16,13 +16,26 @@ contract <- jsonlite::read_json(file.path(app_dir, "contract.json"))
 model_path <- env("MODEL_PATH", file.path(project_dir, paste0("model.", contract$artifact$format)))
 sha256 <- tolower(env("MODEL_SHA256", contract$artifact$sha256))
 
+# Drift monitoring: on when the project has a reference profile, unless MODELGEN_MONITORING=0.
+profile_path <- env("MODELGEN_PROFILE", file.path(project_dir, "deploy", "base", "monitoring", "profile.json"))
+monitor <- NULL
+if (env("MODELGEN_MONITORING", "1") != "0" && file.exists(profile_path)) {
+  monitor <- new_monitor(
+    contract, jsonlite::read_json(profile_path),
+    log_dir = env("MODELGEN_INPUT_LOG", ""),
+    sample_rate = as.numeric(env("MODELGEN_LOG_SAMPLE_RATE", contract$sampleRate)),
+    max_bytes = as.numeric(env("MODELGEN_LOG_MAX_BYTES", 100 * 1024 * 1024))
+  )
+}
+
 model <- tryCatch(
   {
     m <- load_model(model_path, sha256, file.path(project_dir, "model_code"))
     router <- build_router(
       m, contract, app_dir, sha256,
       max_request_bytes = as.numeric(env("MAX_REQUEST_BYTES", contract$maxRequestBytes)),
-      metrics_dir = env("METRICS_DIR", "")
+      metrics_dir = env("METRICS_DIR", ""),
+      monitor = monitor
     )
     m
   },

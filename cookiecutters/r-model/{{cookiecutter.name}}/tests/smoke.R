@@ -3,7 +3,7 @@
 #   MODEL_PATH=model.rds Rscript tests/smoke.R
 project_dir <- normalizePath(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])), ".."))
 app_dir <- file.path(project_dir, "app")
-for (part in c("payload.R", "model.R", "service.R")) source(file.path(app_dir, part))
+for (part in c("payload.R", "model.R", "monitoring.R", "service.R")) source(file.path(app_dir, part))
 contract <- jsonlite::read_json(file.path(app_dir, "contract.json"))
 model_path <- Sys.getenv("MODEL_PATH", file.path(project_dir, paste0("model.", contract$artifact$format)))
 model <- load_model(model_path, contract$artifact$sha256, file.path(project_dir, "model_code"))

@@ -1,0 +1,181 @@
+"""What the drift job and the alerts need from live traffic, kept off the hot path's critical cost.
+
+Per input feature, Prometheus counters of missing values, of values per reference bin (numeric)
+or per known category, and of unseen categories; per prediction, its label or its reference
+bin. Label sets are fixed at start-up from the reference profile, so an unseen category never
+creates a new time series (it counts as "unseen"). Optionally, a sampled share of requests
+goes to an input log: JSON lines (the row, ``__ts``, ``__prediction``) in a file per process,
+rotated by size, on a volume the drift job reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import socket
+import time
+from collections import Counter as Tally
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app import metrics
+
+log = logging.getLogger("app.monitoring")
+
+# The CSV column the drift job follows, per output type (a label, or a number).
+MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """Reference bins as interval labels, the same the drift report shows."""
+    bounds = ["-inf", *(f"{e:g}" for e in edges), "inf"]
+    return [f"({a}, {b}]" for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+class _Numeric:
+    def __init__(self, name: str, ref: dict[str, Any]):
+        self.name = name
+        self.edges = np.asarray(ref["edges"], dtype=np.float64)
+        self.bins = [metrics.FEATURE_VALUES.labels(name, label) for label in bin_labels(ref["edges"])]
+        self.missing = metrics.FEATURE_MISSING.labels(name)
+
+    def observe(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        absent = np.isnan(values)
+        missing = int(absent.sum())
+        if missing:
+            self.missing.inc(missing)
+            values = values[~absent]
+        if len(values) == 1:  # the common one-row request: no array machinery
+            self.bins[int(np.searchsorted(self.edges, values[0], side="left"))].inc()
+            return
+        counts = np.bincount(np.searchsorted(self.edges, values, side="left"), minlength=len(self.bins))
+        for index in np.flatnonzero(counts).tolist():
+            self.bins[index].inc(int(counts[index]))
+
+
+class _Categorical:
+    def __init__(self, name: str, ref: dict[str, Any] | None, declared: list[str]):
+        self.name = name
+        known = sorted(set(ref["frequencies"] if ref else ()) | set(declared))
+        self.categories = {c: metrics.FEATURE_VALUES.labels(name, c) for c in known}
+        self.unseen = metrics.FEATURE_UNSEEN.labels(name)
+        self.missing = metrics.FEATURE_MISSING.labels(name)
+
+    def observe(self, values: np.ndarray) -> None:
+        for value, count in Tally(values.tolist()).items():
+            if value is None or (type(value) is float and math.isnan(value)):
+                self.missing.inc(count)
+                continue
+            key = ("true" if value else "false") if type(value) is bool else str(value)
+            child = self.categories.get(key)
+            (child if child is not None else self.unseen).inc(count)
+
+
+class Monitor:
+    """Counts one scored request's rows and predictions; writes a sample to the input log."""
+
+    def __init__(self, contract: dict[str, Any], profile: dict[str, Any] | None, input_log: InputLog | None):
+        features = profile["features"] if profile else {}
+        self.features: list[_Numeric | _Categorical] = []
+        for column in contract["columns"]:
+            name, ref = column["name"], features.get(column["name"])
+            if ref and ref["kind"] == "numeric":
+                self.features.append(_Numeric(name, ref))
+            elif column["type"] in ("string", "boolean"):
+                self.features.append(_Categorical(name, ref, [str(c) for c in column.get("categories") or []]))
+            else:  # a number without a reference: its missing values still count
+                self.features.append(_Numeric(name, {"edges": []}))
+        self.field = MONITORED[contract["output"]["type"]]
+        expected = (profile or {}).get("predictions") or {}
+        self.prediction_edges = np.asarray(expected.get("edges", []), dtype=np.float64)
+        self.numeric_predictions = expected.get("kind") == "numeric" or self.field in ("value", "score")
+        labels = bin_labels(expected.get("edges", [])) if self.numeric_predictions else []
+        self.prediction_bins = [metrics.PREDICTIONS.labels(label) for label in labels]
+        self.log = input_log
+
+    def observe(self, frame: pd.DataFrame, predictions: list[Any]) -> None:
+        for feature in self.features:
+            feature.observe(frame[feature.name].to_numpy())
+        values = self.monitored(predictions)
+        if self.numeric_predictions:
+            bins = np.searchsorted(self.prediction_edges, np.asarray(values, dtype=np.float64), side="left")
+            for index, count in Tally(bins.tolist()).items():
+                self.prediction_bins[index].inc(count)
+        else:
+            for label, count in Tally(values).items():
+                metrics.PREDICTIONS.labels(str(label)).inc(count)  # classes/clusters: a bounded set
+        if self.log is not None:
+            self.log.maybe_write(frame, values)
+
+    def monitored(self, predictions: list[Any]) -> list[Any]:
+        if predictions and isinstance(predictions[0], dict):
+            field = self.field
+            return [p[field] for p in predictions]
+        return predictions
+
+
+class InputLog:
+    """A sampled share of requests as JSON lines, in ``<dir>/inputs-<host>-<pid>.jsonl``.
+
+    One file per process (no locking between gunicorn workers or pods on a shared volume),
+    rotated when it reaches ``max_bytes`` to ``.1`` … ``.<backups>``, oldest dropped.
+    """
+
+    def __init__(self, directory: Path, sample_rate: float, max_bytes: int, backups: int = 3):
+        self.directory = Path(directory)
+        self.sample_rate = sample_rate
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._pid: int | None = None
+        self._file: Any = None
+        self._random = random.Random()
+
+    def maybe_write(self, frame: pd.DataFrame, predictions: list[Any]) -> None:
+        if self._random.random() >= self.sample_rate:
+            return
+        try:
+            self._write(frame, predictions)
+        except OSError as err:  # a full or missing volume must never fail a prediction
+            log.warning("input log: %s", err)
+
+    def _write(self, frame: pd.DataFrame, predictions: list[Any]) -> None:
+        if self._pid != os.getpid():  # first write, or a forked worker: a file of its own
+            self._open()
+        stamp = round(time.time(), 3)
+        rows = frame.assign(__ts=stamp, __prediction=predictions)
+        text = rows.to_json(orient="records", lines=True)
+        if not text.endswith("\n"):
+            text += "\n"
+        self._file.write(text)
+        self._file.flush()
+        if self._file.tell() >= self.max_bytes:
+            self._rotate()
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._pid = os.getpid()
+        self.path = self.directory / f"inputs-{socket.gethostname()}-{self._pid}.jsonl"
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._file = self.path.open("a", encoding="utf-8")
+
+
+def load_profile(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,131 @@
+"""The reference profile of a manifest with ``spec.monitoring``: its reference rows read, scored
+by the generated project's own code, and profiled (``drift.profile``).
+
+Scoring runs the project's batch entry point (``python -m app.batch`` or ``Rscript
+app/batch.R``) in a subprocess over a private copy of the project, so the prediction
+distribution comes from exactly the code and artifact the service will run. The profile is
+then stored in the project (``deploy/base/monitoring/profile.json``) and never recomputed from a
+project: upgrades and validation need neither the reference file nor the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from modelgen.errors import ModelgenError
+from modelgen.manifest import Manifest
+from modelgen.render import CODE_DIR, Files, context, render, render_inputs, render_verbatim, templates_dir
+
+# The column of the service's CSV answer the drift job follows, per output type.
+MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
+SCORING_TIMEOUT = 600
+
+
+def profile_text(profile: dict[str, Any]) -> bytes:
+    return (json.dumps(profile, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+def project_files(manifest: Manifest, **options: Any) -> Files:
+    """``render`` with the reference profile computed first when the manifest asks for monitoring."""
+    return render(manifest, profile=reference_profile(manifest) if manifest.monitoring else None, **options)
+
+
+def reference_profile(manifest: Manifest) -> dict[str, Any]:
+    """Profile ``spec.monitoring.reference`` of ``manifest``, predictions included."""
+    from modelgen.drift import profile
+
+    rows, where = reference_rows(manifest)
+    columns = [{"name": c.name, "type": c.type, "categories": list(c.categories or [])} for c in manifest.columns]
+    missing = [c["name"] for c in columns if c["name"] not in rows.columns]
+    if missing:
+        raise ModelgenError(
+            f"{manifest.path}: spec.monitoring.reference {where} has no column(s) {', '.join(missing)} "
+            "(allowed: a file with every input column of spec.input)"
+        )
+    if not len(rows):
+        raise ModelgenError(f"{manifest.path}: spec.monitoring.reference {where} has no rows")
+    # The service's code does not depend on monitoring: a project rendered without it scores the same.
+    project = render_inputs(context(manifest), templates_dir())
+    project.update({p: d for p, d in render_verbatim(manifest).items() if p.startswith(f"{CODE_DIR}/")})
+    predictions = score(manifest, project, rows[[c["name"] for c in columns]])
+    return profile(rows, columns, predictions)
+
+
+def reference_rows(manifest: Manifest) -> tuple[Any, str]:
+    """The reference rows as a DataFrame, and where they came from (for messages)."""
+    from modelgen.monitor import read_rows
+
+    reference = manifest.monitoring["reference"]
+    parts = urlsplit(reference)
+    if parts.scheme in ("http", "https"):
+        import requests
+
+        try:
+            response = requests.get(reference, timeout=60)
+        except requests.RequestException as err:
+            raise ModelgenError(f"{manifest.path}: spec.monitoring.reference {reference}: {err}") from err
+        if response.status_code != 200:
+            raise ModelgenError(
+                f"{manifest.path}: spec.monitoring.reference {reference} answered HTTP {response.status_code}"
+            )
+        with tempfile.TemporaryDirectory(prefix="modelgen-reference-") as tmp:
+            path = Path(tmp) / Path(parts.path).name
+            path.write_bytes(response.content)
+            return read_rows(path), reference
+    path = Path(parts.path) if parts.scheme == "file" else manifest.base_dir / reference
+    if not path.is_file():
+        raise ModelgenError(
+            f"{manifest.path}: spec.monitoring.reference: file {reference!r} not found "
+            "(allowed: a .csv, .jsonl or .parquet file relative to the manifest, file:// or http(s):// URI)"
+        )
+    return read_rows(path), reference
+
+
+def score(manifest: Manifest, project: Files, rows: Any) -> list[Any]:
+    """The monitored prediction of each reference row, from the project's batch entry point."""
+    from modelgen.registry import fetch
+
+    artifact = manifest.artifact
+    data = fetch(artifact["uri"], artifact["sha256"])
+    with tempfile.TemporaryDirectory(prefix="modelgen-score-") as tmp:
+        root = Path(tmp)
+        for rel, content in project.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(content)
+        (root / f"model.{artifact['format']}").write_bytes(data)
+        rows.to_csv(root / "reference.csv", index=False)
+        if manifest.runtime == "python":
+            command = [sys.executable, "-m", "app.batch", "reference.csv", "predictions.csv"]
+        else:
+            command = ["Rscript", "app/batch.R", "reference.csv", "predictions.csv"]
+        # The project's own defaults (model.<format> beside app/, the pinned sha256), not a caller's.
+        env = {k: v for k, v in os.environ.items() if k not in ("MODEL_PATH", "MODEL_SHA256")}
+        env["PYTHONPATH"] = str(root)
+        try:
+            done = subprocess.run(
+                command, cwd=root, env=env, capture_output=True, text=True, timeout=SCORING_TIMEOUT, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise ModelgenError(f"{manifest.path}: cannot score the monitoring reference: {err}") from err
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ModelgenError(
+                f"{manifest.path}: scoring spec.monitoring.reference with the model failed "
+                f"(exit {done.returncode}): {last}. The profile needs the model's {manifest.runtime} "
+                "requirements installed where modelgen runs."
+            )
+        text = (root / "predictions.csv").read_text("utf-8")
+    column = MONITORED[manifest.output["type"]]
+    values = [record[column] for record in csv.DictReader(io.StringIO(text))]
+    if column in ("value", "score"):
+        return [float(v) for v in values]
+    return values
