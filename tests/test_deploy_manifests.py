@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pandas as pd
 import pytest
 import yaml
 
+import modelgen
+from modelgen.drift import profile
 from modelgen.manifest import load
 from modelgen.output import write_project
 from modelgen.render import render
@@ -70,6 +73,19 @@ spec:
     - name: staging
       host: {NAME}.apps.staging.example.com
     - prod
+  monitoring:
+    reference: reference.csv
+    sampleRate: 0.2
+    schedule: "30 5 * * *"
+    window: 48h
+    logSize: 5Gi
+    thresholds: {{psi: 0.25, missingChange: 0.05}}
+    notify: {{email: [jane.doe@example.com, ml-team@example.com], smtp: "smtp.example.com:587"}}
+  training:
+    script: train.py
+    data: s3://data/churn/2026-11.parquet
+    hyperparameters: {{max_depth: 6, learning_rate: 0.1}}
+    resources: {{cpu: "4", memory: 8Gi}}
 """
 # Everything optional left out: default serving, environments dev and prod, no route host.
 MINIMAL_MANIFEST = f"""\
@@ -100,7 +116,16 @@ EXPECTED = {
     "prod": {"replicas": 3, "hpa": (3, 12, 60), "cpu": "2", "memory": "3Gi", "host": f"{NAME}.apps.example.com"},
 }
 ENVS = list(EXPECTED)
-CORE_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
+CORE_KINDS = {
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "CronJob",  # the drift job, its input log volume and the reference profile
+    "PersistentVolumeClaim",
+    "ConfigMap",
+}
 OPENSHIFT_SCHEMAS = {
     "Route": "route-route-v1.json",
     "BuildConfig": "buildconfig-build-v1.json",
@@ -119,10 +144,21 @@ def _generate(manifest_text: str, sample: list[dict[str, Any]], where: Path) -> 
     src.mkdir()
     (src / "model.yaml").write_text(manifest_text, "utf-8")
     (src / "sample.json").write_text(json.dumps(sample), "utf-8")
+    (src / "train.py").write_text("print('trained')\n", "utf-8")
+    (src / "train.R").write_text("cat('trained')\n", "utf-8")
     manifest = load(src / "model.yaml")
     project = where / "out" / manifest.name
-    write_project(render(manifest), project)
+    write_project(render(manifest, profile=_profile(manifest) if manifest.monitoring else None), project)
     return project
+
+
+def _profile(manifest) -> dict[str, Any]:
+    # No model here to score a reference with: a profile of made-up rows and labels has the same shape.
+    frame = pd.DataFrame(
+        {"tenure_months": [1, 5, 12, 30, 60] * 20, "plan": ["basic", "pro", None, "pro", "basic"] * 20}
+    )
+    columns = [{"name": c.name, "type": c.type, "categories": list(c.categories or [])} for c in manifest.columns]
+    return profile(frame, columns, ["no", "yes", "no", "no", "yes"] * 20)
 
 
 def _kustomize(overlay: Path) -> list[dict[str, Any]]:
@@ -141,6 +177,7 @@ R_MANIFEST = (
     .replace("model.joblib", "model.rds")
     .replace("format: joblib", "format: rds")
     .replace("[scikit-learn==1.5.2]", "[caret==6.0-93, ranger==0.14.1]")
+    .replace("script: train.py", "script: train.R")
 )
 
 
@@ -218,7 +255,10 @@ def test_overlay_builds_every_object_into_its_namespace(rendered, env):
     docs = rendered[env]
     openshift, monitoring = {"Route", "BuildConfig", "ImageStream"}, {"ServiceMonitor", "PrometheusRule"}
     assert sorted(d["kind"] for d in docs) == sorted(CORE_KINDS | openshift | monitoring)
-    assert {d["metadata"]["name"] for d in docs} == {NAME}
+    names = {d["metadata"]["name"] for d in docs}
+    profile_map = one(docs, "ConfigMap")["metadata"]["name"]
+    assert re.fullmatch(f"{NAME}-monitoring-[a-z0-9]{{10}}", profile_map)  # hashed: a new profile rolls the job
+    assert names == {NAME, f"{NAME}-drift", f"{NAME}-inputs", profile_map}
     assert {d["metadata"]["namespace"] for d in docs} == {f"models-{env}"}
 
 
@@ -387,13 +427,21 @@ def test_model_container_env_ports_probes(rendered, runtime):
     }
     if runtime == "python":  # gunicorn's workers add up their metrics there; the R workers use /tmp
         expected["PROMETHEUS_MULTIPROC_DIR"] = "/tmp/metrics"
+    # spec.monitoring: a fifth of the requests to the input log on the shared volume.
+    expected["MODELGEN_INPUT_LOG"] = "/var/lib/modelgen/inputs"
+    expected["MODELGEN_LOG_SAMPLE_RATE"] = "0.2"
     assert env_of(model) == expected
     assert model["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert model[probe]["httpGet"] == {"path": "/ping", "port": "http"}, probe
-    assert {m["mountPath"]: m.get("readOnly", False) for m in model["volumeMounts"]} == {"/model": True, "/tmp": False}
+    mounts = {m["mountPath"]: m.get("readOnly", False) for m in model["volumeMounts"]}
+    assert mounts == {"/model": True, "/tmp": False, "/var/lib/modelgen/inputs": False}
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    assert volumes == [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    assert volumes == [
+        {"name": "model", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "inputs", "persistentVolumeClaim": {"claimName": f"{NAME}-inputs"}},
+    ]
     service = one(rendered["prod"], "Service")["spec"]
     assert service["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
 
@@ -423,9 +471,15 @@ def test_labels_select_by_name_only_and_carry_version_and_manifest_labels(render
     docs = rendered["prod"]
     selector = {"app.kubernetes.io/name": NAME}
     deployment = one(docs, "Deployment")
-    assert deployment["spec"]["selector"] == {"matchLabels": selector}
-    assert one(docs, "Service")["spec"]["selector"] == selector
-    assert one(docs, "PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": selector}
+    assert deployment["spec"]["selector"] == {"matchLabels": selector}  # immutable: never changes
+    # The drift job's pods carry the same kustomize labels: traffic and disruption budgets go
+    # to the serving pods only.
+    servers = {**selector, "modelgen.dev/pod": "server"}
+    assert servers.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    drift_pod = one(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert drift_pod["modelgen.dev/pod"] == "drift" and selector.items() <= drift_pod.items()
+    assert one(docs, "Service")["spec"]["selector"] == servers
+    assert one(docs, "PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": servers}
     assert one(docs, "NetworkPolicy")["spec"]["podSelector"] == {"matchLabels": selector}
     want = {
         "app.kubernetes.io/name": NAME,
@@ -547,15 +601,92 @@ def test_monitoring_watches_the_service_with_metrics_the_service_exports(rendere
     assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": NAME}
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
-    assert [r["alert"] for r in rules] == ["ModelServerErrors", "ModelRejectsManyRequests", "ModelSlow"]
+    spikes = ["ModelInputMissingSpike"] * 2  # one per input feature
+    assert [r["alert"] for r in rules] == ["ModelServerErrors", "ModelRejectsManyRequests", "ModelSlow", *spikes]
+    # The reference profile had 20% missing plans and no missing tenure; the margin is missingChange 0.05.
+    limits = {r["labels"]["feature"]: float(r["expr"].rsplit(">", 1)[1]) for r in rules if "feature" in r["labels"]}
+    assert limits == {"plan": 0.25, "tenure_months": 0.05}
     # Every metric an alert reads is one the service of this runtime writes.
     sources = {
-        "python": project / "app" / "metrics.py",
-        "r": project / "app" / "service.R",
+        "python": [project / "app" / "metrics.py"],
+        "r": [project / "app" / "service.R", project / "app" / "monitoring.R"],
     }
-    exported = sources[runtime].read_text()
+    exported = "".join(path.read_text() for path in sources[runtime])
     for rule in rules:
         assert f'job="{NAME}"' in rule["expr"]
         for metric in re.findall(r"(modelgen_\w+?)(?:_bucket)?\{", rule["expr"]):
             assert metric in exported, f"{rule['alert']} reads {metric}, which the {runtime} service does not export"
     assert "> 7.5" in next(r for r in rules if r["alert"] == "ModelSlow")["expr"]  # timeoutSeconds 30 / 4
+
+
+def test_drift_job_reads_the_input_log_with_the_manifest_settings(rendered, project):
+    docs = rendered["prod"]
+    cronjob = one(docs, "CronJob")
+    assert cronjob["spec"]["schedule"] == "30 5 * * *" and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"registry.example.com/platform/modelgen-ci:{modelgen.__version__}"
+    assert container["command"] == ["modelgen"]
+    args = container["args"]
+    assert args[:2] == ["monitor", NAME]
+    assert "--window=48h" in args and "--smtp=smtp.example.com:587" in args
+    assert [a for a in args if a.startswith("--mail-to=")] == [
+        "--mail-to=jane.doe@example.com",
+        "--mail-to=ml-team@example.com",
+    ]
+    assert json.loads(next(a for a in args if a.startswith("--thresholds=")).split("=", 1)[1]) == {
+        "psi": 0.25,
+        "missing_change": 0.05,
+    }
+    # The profile comes from the kustomize-generated ConfigMap, the rows from the service's volume.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["profile"]["configMap"]["name"] == one(docs, "ConfigMap")["metadata"]["name"]
+    assert volumes["inputs"]["persistentVolumeClaim"]["claimName"] == f"{NAME}-inputs"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert f"--profile={mounts['profile']}/profile.json" in args and f"--live={mounts['inputs']}" in args
+    deployment = one(docs, "Deployment")
+    served = {m["name"]: m["mountPath"] for m in containers(deployment)["model"]["volumeMounts"]}
+    assert served["inputs"] == mounts["inputs"] == env_of(containers(deployment)["model"])["MODELGEN_INPUT_LOG"]
+    claim = one(docs, "PersistentVolumeClaim")["spec"]
+    assert claim["accessModes"] == ["ReadWriteMany"] and claim["resources"]["requests"]["storage"] == "5Gi"
+    assert json.loads(one(docs, "ConfigMap")["data"]["profile.json"]) == json.loads(
+        (project / "deploy/base/monitoring/profile.json").read_text()
+    )
+
+
+@pytest.fixture(scope="module")
+def training_job(project) -> Path:
+    return project / "training" / "job.yaml"
+
+
+def test_training_job_passes_kubernetes_validate_and_checkov(training_job, tmp_path):
+    # kubectl create names the Job from generateName; kubernetes-validate wants a name.
+    job = yaml.safe_load(training_job.read_text())
+    job["metadata"]["name"] = job["metadata"].pop("generateName") + "x1y2z"
+    named = tmp_path / "job.yaml"
+    named.write_text(yaml.safe_dump(job))
+    done = _run(BIN / "kubernetes-validate", "--strict", "-k", "1.30.0", named)
+    assert done.returncode == 0 and "passed" in done.stdout, done.stdout + done.stderr
+    done = _run(BIN / "checkov", "-f", training_job, "--framework", "kubernetes", "--compact", "--skip-download")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "Passed checks: " in done.stdout and "Failed checks: 0" in done.stdout
+
+
+def test_training_job_runs_the_script_with_the_contract_then_publishes(training_job, runtime):
+    job = yaml.safe_load(training_job.read_text())
+    assert job["metadata"]["generateName"] == f"{NAME}-retrain-"
+    pod = job["spec"]["template"]["spec"]
+    (train,) = pod["initContainers"]
+    (publish,) = pod["containers"]
+    assert train["image"] == f"{NAME}:latest"  # the model's own image: its requirements and the script
+    assert train["workingDir"] == "/opt/app"  # where the Dockerfile puts the project
+    script = " ".join(train["command"])
+    interpreter, path = ("python", "training/train.py") if runtime == "python" else ("Rscript", "training/train.R")
+    assert f"exec {interpreter} {path} --hyperparameters /work/hyperparameters.json" in script
+    assert '--data "$DATA" --output /work/output' in script
+    env = env_of(train)
+    assert json.loads(env["HYPERPARAMETERS"]) == {"max_depth": 6, "learning_rate": 0.1}
+    assert env["DATA"] == "s3://data/churn/2026-11.parquet"
+    assert train["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"}
+    assert publish["args"] == ["retrain", NAME, "--from-output", "/work/output", "--merge-request"]
+    assert env_of(publish)["MODELGEN_GITOPS"] == {"secretKeyRef": {"name": "modelgen-retrain", "key": "gitops"}}

@@ -194,6 +194,58 @@ def _monitor(args: argparse.Namespace) -> int:
     return EXIT_DRIFT if report.drifted and args.fail_on_drift else 0
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from modelgen.gitops import GitopsRepo
+
+    repo = GitopsRepo.open(args.gitops)
+    if not (args.local or args.from_output):
+        return _retrain_job(args, repo)
+    from modelgen.retrain import retrain
+
+    with tempfile.TemporaryDirectory(prefix="modelgen-retrain-") as tmp:
+        result = retrain(
+            repo,
+            args.name,
+            workdir=Path(tmp),
+            from_output=Path(args.from_output) if args.from_output else None,
+            registry=args.registry,
+            merge_request=args.merge_request,
+            api=_api(args, repo),
+        )
+    print(f"{result.name} {result.version}: {result.uri} (sha256 {result.sha256})")
+    for metric in sorted(set(result.old_metrics) | set(result.metrics)):
+        print(f"  {metric}: {result.old_metrics.get(metric, '—')} → {result.metrics.get(metric, '—')}")
+    print(result.published.message)
+    return 0
+
+
+def _retrain_job(args: argparse.Namespace, repo) -> int:
+    """The project's training Job, created in the cluster with kubectl (or printed)."""
+    import subprocess
+
+    from modelgen.gitops import MODELS
+
+    path = f"{MODELS}/{args.name}/training/job.yaml"
+    job = repo.read([path]).get(path)
+    if job is None:
+        raise ModelgenError(f"{path} not found in {repo.url}: does the model's manifest have spec.training?")
+    if args.dry_run:
+        sys.stdout.write(job.decode("utf-8"))
+        return 0
+    namespace = args.namespace or f"{repo.settings.namespace_prefix}{repo.settings.environments[0]}"
+    command = ["kubectl", "create", "--namespace", namespace, "-f", "-", "-o", "name"]
+    try:
+        done = subprocess.run(command, input=job, capture_output=True, check=False, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ModelgenError(f"cannot run kubectl: {err}") from err
+    if done.returncode != 0:
+        raise ModelgenError(f"kubectl create in {namespace} failed: {done.stderr.decode(errors='replace').strip()}")
+    print(f"{done.stdout.decode().strip()} started in {namespace}; its merge request follows when it finishes")
+    return 0
+
+
 def _thresholds(text: str | None) -> dict[str, float] | None:
     """``--thresholds`` JSON, with the manifest's names (pValue) or drift's (p_value)."""
     import json
@@ -344,6 +396,22 @@ def parser() -> argparse.ArgumentParser:
     mo.add_argument("--report-url", help="where the HTML report will be, for the notification")
     mo.add_argument("--fail-on-drift", action="store_true", help=f"exit {EXIT_DRIFT} when something drifted")
     mo.set_defaults(run=_monitor)
+
+    rt = sub.add_parser("retrain", help="retrain a model with its training script; the result comes as a merge request")
+    rt.add_argument("name", help="the model (a folder under models/ of the GitOps repository)")
+    how = rt.add_mutually_exclusive_group()
+    how.add_argument("--local", action="store_true", help="run the training script here, in a subprocess")
+    how.add_argument("--from-output", metavar="DIR", help="publish what a finished run wrote to DIR (the Job's step)")
+    how.add_argument("--dry-run", action="store_true", help="print the training Job instead of creating it")
+    rt.add_argument("--namespace", help="where the Job runs (default: the first environment's namespace)")
+    rt.add_argument(
+        "--registry",
+        default=os.environ.get(REGISTRY_VARIABLE),
+        help="registry for the new artifact (default: spec.training.registry, else the current artifact's)",
+    )
+    _gitops_options(rt)
+    _merge_request_options(rt)
+    rt.set_defaults(run=_retrain)
 
     wh = sub.add_parser("webhook", help="the Nexus webhook that turns uploaded models into merge requests")
     wh_sub = wh.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
