@@ -63,7 +63,8 @@ def test_deploy_end_to_end_serves_the_sample_like_the_object_in_memory(env, ngin
         sample,
         registry=nginx.base_url,
         gitops=env.path,
-        metadata={"metrics": {"accuracy": 0.985}, "data": "palmerpenguins 0.1.0"},
+        metadata={"metrics": {"accuracy": 0.985}, "data": "palmerpenguins 0.1.0", "monitoring": {"sampleRate": 0.5}},
+        reference=features,  # drift monitoring against the training rows
     )
     assert deployment.version == "1.0.0"
     assert deployment.branch == "modelgen/penguin-deployed-1.0.0"
@@ -72,9 +73,10 @@ def test_deploy_end_to_end_serves_the_sample_like_the_object_in_memory(env, ngin
 
     # The registry holds the version: the artifact (pinned by sha256), the manifest, the sample.
     folder = nginx.path("penguin-deployed", "1.0.0", "x").parent
-    assert sorted(p.name for p in folder.iterdir()) == ["model.joblib", "model.yaml", "sample.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.joblib", "model.yaml", "reference.csv", "sample.json"]
     artifact = (folder / "model.joblib").read_bytes()
-    assert deployment.artifact_uri == f"{nginx.base_url}/penguin-deployed/1.0.0/model.joblib"
+    folder_url = f"{nginx.base_url}/penguin-deployed/1.0.0"
+    assert deployment.artifact_uri == f"{folder_url}/model.joblib"
     assert deployment.sha256 == hashlib.sha256(artifact).hexdigest()
 
     # The branch holds the project and the inferred manifest; the push asked for the MR.
@@ -98,6 +100,13 @@ def test_deploy_end_to_end_serves_the_sample_like_the_object_in_memory(env, ngin
     assert meta["provenance"]["parameters"]["pca__n_components"] == 5
     assert meta["provenance"]["libraries"]["scikit-learn"] == __import__("sklearn").__version__
     assert "merge_request.create" in env.pushes()[-1]["options"]
+    # Monitoring: the reference went to the registry and its profile (inputs and the model's
+    # predictions on them) into the project.
+    assert spec["monitoring"] == {"sampleRate": 0.5, "reference": f"{folder_url}/reference.csv"}
+    profile = json.loads(env.show(deployment.branch, "models/penguin-deployed/deploy/base/monitoring/profile.json"))
+    assert profile["rows"] == len(features) and set(profile["features"]) == set(features.columns)
+    expected = pd.Series(model.predict(features)).value_counts(normalize=True).sort_index()
+    assert profile["predictions"]["frequencies"] == pytest.approx(expected.to_dict())
 
     # The service generated on that branch answers the sample exactly like the object in memory.
     checkout = tmp_path / "checkout"

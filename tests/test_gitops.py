@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -9,7 +10,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.request import url2pathname
 
+import joblib
 import pytest
 import yaml
 from gitops_support import Remote, cli, git, variant
@@ -142,7 +145,11 @@ def test_a_new_version_changes_only_version_artifact_and_sha(remote, penguins_ma
     remote.merge(BRANCH, tmp_path / "work")
     manifest = load(penguins_manifest)
     old_uri, old_sha = manifest.artifact["uri"], manifest.artifact["sha256"]
-    new_uri, new_sha = old_uri.replace("/1.0.0/", "/1.1.0/"), "0123456789abcdef" * 4
+    # A real 1.1.0 (generate scores the monitoring reference with it): the same model, other bytes.
+    new_artifact = tmp_path / "registry" / PENGUINS / "1.1.0" / "model.joblib"
+    new_artifact.parent.mkdir(parents=True)
+    joblib.dump(joblib.load(url2pathname(urlsplit(old_uri).path)), new_artifact, compress=1)
+    new_uri, new_sha = new_artifact.as_uri(), hashlib.sha256(new_artifact.read_bytes()).hexdigest()
     update = variant(
         penguins_manifest, tmp_path / "v2", {"version: 1.0.0": "version: 1.1.0", old_uri: new_uri, old_sha: new_sha}
     )
@@ -349,9 +356,9 @@ class FakeGitLab:
 
 
 def _generated(manifest_path: Path) -> set[str]:
-    from modelgen.render import render
+    from modelgen.reference import project_files
 
-    return set(render(load(manifest_path), gitops_repo_url="https://gitlab.example.com/ml/gitops.git"))
+    return set(project_files(load(manifest_path), gitops_repo_url="https://gitlab.example.com/ml/gitops.git"))
 
 
 def _refs(cache: Path) -> str:

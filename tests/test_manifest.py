@@ -39,8 +39,8 @@ PIN_RULE = "a package pinned to one version, name==version or name[extra]==versi
 SHAPE = "a YAML mapping with apiVersion, kind, metadata and spec"
 TASKS = "classification, regression, anomaly-detection, clustering"
 SPEC_FIELDS = (
-    "artifact, code, cran, environments, framework, input, lockfile, output, rVersion, requirements, runtime, "
-    "sample, serving, task"
+    "artifact, code, cran, environments, framework, input, lockfile, monitoring, output, rVersion, requirements, "
+    "runtime, sample, serving, task, training"
 )
 ENV_FIELDS = "autoscaling, host, name, replicas, resources"
 OUTSIDE = "points outside the manifest's folder (allowed: a relative path inside the folder of model.yaml)"
@@ -854,7 +854,7 @@ def test_many_problems_in_one_file_are_all_reported_sorted_by_line(tmp_path, mon
         'model.yaml:32: spec.serving.replicas: "two" has the wrong type (allowed: an integer)',
         "model.yaml:33: spec.serving.autoscaling.min: min 8 is larger than max 4 (allowed: min <= max)",
         'model.yaml:34: spec.environments[2]: "dev" is a duplicate of spec.environments[0] (allowed: each item once)',
-        f"model.yaml:35: spec.monitoring: unknown field (allowed here: {SPEC_FIELDS})",
+        f"model.yaml:35: spec.paging: unknown field (allowed here: {SPEC_FIELDS})",
     ]
     lines = (tmp_path / "model.yaml").read_text().splitlines()
     # Each problem points at a line that names its field (or, for a missing one, its parent).
@@ -952,7 +952,7 @@ def test_docs_page_is_the_generated_reference():
 def test_docs_page_covers_every_schema_property():
     page = docs.manifest_reference()
     paths = schema_property_paths()
-    assert len(paths) == 63
+    assert len(paths) == 88
     assert "metadata.provenance.metrics" in paths and "spec.artifact.trusted" in paths
     assert "spec.environments[].host" in paths and "spec.serving.autoscaling.cpu" in paths
     missing = [p for p in paths if f"| `{p}` |" not in page]

@@ -183,7 +183,9 @@ def test_other_endpoints_and_metrics_across_workers(r_penguins, r_project):
     assert metadata["libraries"]["caret"] == "6.0-93" or metadata["libraries"]["caret"].startswith("6.")
     schema = r_penguins.request("GET", "/schema").json()
     assert schema["input"]["required"] == [c["name"] for c in contract["columns"]]
-    assert schema["input"]["properties"]["island"]["enum"] == ["Biscoe", "Dream", "Torgersen"]
+    # sex is strict (an enum, null allowed); island lists what training saw but accepts others.
+    assert schema["input"]["properties"]["sex"]["enum"] == ["female", "male", None]
+    assert schema["input"]["properties"]["island"]["x-known-values"] == ["Biscoe", "Dream", "Torgersen"]
     assert r_penguins.request("GET", "/openapi.json").json()["info"]["title"] == contract["name"]
     assert r_penguins.request("GET", "/ping").json() == {"status": "ok"}
 

@@ -115,7 +115,8 @@ def upload_model(registry: HttpRegistry, version: str, model_dir: Path, *, manif
     original_uri = text.split("uri: ", 1)[1].split("\n", 1)[0]
     text = text.replace("name: penguin-species", f"name: {NAME}").replace("version: 1.0.0", f"version: {version}")
     text = text.replace(original_uri, artifact.uri)
-    registry.publish(NAME, version, "sample.json", (model_dir / "sample.json").read_bytes())
+    for name in ("sample.json", "reference.csv", "train.py"):  # the files the manifest names
+        registry.publish(NAME, version, name, (model_dir / name).read_bytes())
     if manifest:
         registry.publish(NAME, version, "model.yaml", text.encode())
     return text
@@ -183,7 +184,8 @@ def test_a_manifest_uploaded_before_its_artifact_waits_for_it(setup):
         "model.yaml",
         later.replace(f"version: {version}", f"version: {version}-later").encode(),
     )
-    registry.publish(NAME, version + "-later", "sample.json", (model_dir / "sample.json").read_bytes())
+    for name in ("sample.json", "reference.csv", "train.py"):
+        registry.publish(NAME, version + "-later", name, (model_dir / name).read_bytes())
     body = delivery(f"{NAME}/{version}-later/model.yaml")
     status, reply = server.post(body, sign(body))
     assert status == 202 and "is not uploaded yet" in reply["status"]

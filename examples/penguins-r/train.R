@@ -67,7 +67,7 @@ column <- function(n) {
   parts <- c(sprintf("name: %s", n), sprintf("type: %s", type))
   if (anyNA(x)) parts <- c(parts, "nullable: true")
   if (is.factor(x)) parts <- c(parts, sprintf("categories: [%s]", paste(levels(x), collapse = ", ")))
-  if (n == "island") parts <- c(parts, "strict: true")
+  if (n == "sex") parts <- c(parts, "strict: true")
   sprintf("    - {%s}", paste(parts, collapse = ", "))
 }
 

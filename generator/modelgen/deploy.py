@@ -103,14 +103,17 @@ def deploy(
     requirements: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     format: str = "joblib",
+    reference: Any = None,
 ) -> Deployment:
     """Ship ``model`` (fitted, the whole pipeline) as ``name``; ``sample`` is a DataFrame of raw input rows.
 
     ``metadata`` may hold ``description``, ``data`` (the training data's reference), ``metrics``
     (name → number), ``source`` (notebook), ``strict`` (columns whose categories are the only
-    allowed values), ``serving`` and ``environments`` (default: every environment of the GitOps
-    repository). ``registry``/``gitops``/``owner`` default to ``$MODELGEN_REGISTRY``,
-    ``$MODELGEN_GITOPS`` and ``$MODELGEN_OWNER`` (else git's user.email).
+    allowed values), ``serving``, ``environments`` (default: every environment of the GitOps
+    repository) and ``monitoring`` (drift settings of ``spec.monitoring``). ``reference``, a
+    DataFrame of raw rows (usually the training rows), turns drift monitoring on: it is uploaded
+    beside the artifact and profiled into the project. ``registry``/``gitops``/``owner`` default
+    to ``$MODELGEN_REGISTRY``, ``$MODELGEN_GITOPS`` and ``$MODELGEN_OWNER`` (else git's user.email).
 
     >>> deploy(pipeline, "penguin-species", X.head(200), metadata={"metrics": {"accuracy": 0.98}})  # doctest: +SKIP
     Deployment penguin-species 1.0.0 ...
@@ -146,7 +149,12 @@ def deploy(
     version = check_version(version) if version else next_version(name, repo, store, format)
     environments = meta.get("environments") or (list(repo.settings.environments) if repo else ["dev", "prod"])
 
+    reference_rows = _reference_rows(reference, columns)
     artifact = store.publish(name, version, f"model.{format}", data)
+    monitoring = None
+    if reference_rows is not None:
+        uploaded = store.publish(name, version, "reference.csv", reference_rows)
+        monitoring = {**dict(meta.get("monitoring") or {}), "reference": uploaded.uri}
     manifest = {
         "apiVersion": "modelgen/v1",
         "kind": "Model",
@@ -174,6 +182,7 @@ def deploy(
             "sample": "sample.json",
             **({"serving": meta["serving"]} if meta.get("serving") else {}),
             "environments": environments,
+            **({"monitoring": monitoring} if monitoring else {}),
         },
     }
     out = _out_dir(name, version)
@@ -474,6 +483,21 @@ def check_round_trip(
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _reference_rows(reference: Any, columns: Sequence[Mapping[str, Any]]) -> bytes | None:
+    """The reference rows as the CSV the registry keeps, with exactly the input columns."""
+    import pandas as pd
+
+    if reference is None:
+        return None
+    if not isinstance(reference, pd.DataFrame) or reference.empty:
+        raise DeployError("reference must be a non-empty pandas DataFrame of raw input rows (e.g. X_train)")
+    names = [c["name"] for c in columns]
+    missing = [n for n in names if n not in reference.columns]
+    if missing:
+        raise DeployError(f"reference lacks the input column(s) {', '.join(missing)}")
+    return reference[names].to_csv(index=False).encode("utf-8")
 
 
 def _setting(value: Any, variable: str, what: str) -> str:

@@ -414,6 +414,8 @@ PATTERN_MEANINGS: dict[str, str] = {
     ),
     "^[^/\\\\].*\\.(py|R)$": "a path relative to the manifest's folder, ending in .py (Python) or .R (R)",
     "^[0-9]+\\.[0-9]+\\.[0-9]+$": "a version MAJOR.MINOR.PATCH, e.g. 4.2.2",
+    "^[1-9][0-9]{0,3}[hd]$": "a number of hours or days, e.g. 24h or 7d",
+    "^[A-Za-z0-9.-]+(:[0-9]{1,5})?$": "a host name with an optional port, e.g. smtp.example.com:587",
     "^https?://\\S+$": "an http:// or https:// URL without spaces",
     "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$": (
         "a letter or '_', then letters, digits, '_', '.' or '-', at most 128 characters"

@@ -69,8 +69,12 @@ def reference_rows(manifest: Manifest) -> tuple[Any, str]:
     if parts.scheme in ("http", "https"):
         import requests
 
+        from modelgen.registry import PASSWORD_VARIABLE, USERNAME_VARIABLE
+
+        # The registry's credentials if set (else requests falls back to ~/.netrc).
+        user, password = os.environ.get(USERNAME_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
         try:
-            response = requests.get(reference, timeout=60)
+            response = requests.get(reference, timeout=60, auth=(user, password) if user and password else None)
         except requests.RequestException as err:
             raise ModelgenError(f"{manifest.path}: spec.monitoring.reference {reference}: {err}") from err
         if response.status_code != 200:

@@ -129,7 +129,8 @@ class Webhook:
 
 
 def _named_files(text: bytes) -> Iterable[str]:
-    """The sample and code files a manifest names (relative to its folder)."""
+    """The files a manifest names relative to its folder: sample, code, training script, and the
+    monitoring reference unless it is a URI."""
     try:
         doc = YAML(typ="safe").load(text)
     except YAMLError:
@@ -138,6 +139,10 @@ def _named_files(text: bytes) -> Iterable[str]:
     if not isinstance(spec, dict):
         return []
     named = [spec.get("sample")] + list(spec.get("code") or [])
+    for section, key in (("training", "script"), ("monitoring", "reference")):
+        value = spec.get(section).get(key) if isinstance(spec.get(section), dict) else None
+        if isinstance(value, str) and "://" not in value:
+            named.append(value)
     return [str(rel) for rel in named if isinstance(rel, str) and rel]
 
 
