@@ -505,8 +505,13 @@ def generate(work: Path, manifest_path: Path, name: str) -> Path:
     return project
 
 
-def modelgen_server(project: Path, model_path: Path, server: str, workers: int, work: Path) -> Server:
+def modelgen_server(
+    project: Path, model_path: Path, server: str, workers: int, work: Path, monitoring: str = "on"
+) -> Server:
+    """``monitoring``: "on" (the profile's counters), "log" (counters and the sampled input log,
+    at the manifest's sample rate), or "off" (MODELGEN_MONITORING=0)."""
     port = free_port()
+    extra = {"off": {"MODELGEN_MONITORING": "0"}, "on": {}, "log": {"MODELGEN_INPUT_LOG": str(work / "inputs")}}
     env = {
         **SERVER_ENV,
         "HOST": "127.0.0.1",
@@ -515,9 +520,11 @@ def modelgen_server(project: Path, model_path: Path, server: str, workers: int, 
         "MODELGEN_WORKERS": str(workers),
         "MODELGEN_SERVER": server,
         "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{server}"),
+        **extra[monitoring],
     }
+    label = "" if monitoring == "on" else {"off": ", monitoring off", "log": ", monitoring + input log"}[monitoring]
     return Server(
-        name=f"modelgen {server} ({workers} {'workers' if server == 'gunicorn' else 'threads'})",
+        name=f"modelgen {server} ({workers} {'workers' if server == 'gunicorn' else 'threads'}{label})",
         cmd=[str(VENV_PYTHON), "-m", "app"],
         cwd=project,
         env=env,
@@ -733,6 +740,41 @@ def goals(ours: Row, mlflow_rows: list[Row], cores: int, one_rate: float, rows_r
 # --------------------------------------------------------------------------- main
 
 
+def monitoring_cost(rows: list[Row], rounds: int) -> list[str]:
+    """Median throughput with monitoring off, on and with the input log; the ≤ 5% loss goal."""
+    import statistics
+
+    def median(kind: str, value: Any) -> float | None:
+        values = [value(r) for r in rows if r.name.endswith(kind) and r.one_8]
+        return statistics.median(values) if values else None
+
+    kinds = {"off": "monitoring off)", "on": "workers)", "log": "monitoring + input log)"}
+    one = {k: median(v, lambda r: r.one_8.rps) for k, v in kinds.items()}
+    csv = {k: median(v, lambda r: r.csv_rows_per_s) for k, v in kinds.items()}
+    lines = [
+        f"Monitoring cost, gunicorn, median of {rounds} alternating rounds:",
+        "",
+        "| monitoring | 1-row req/s @8 | vs off | CSV rows/s @2 | vs off |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, label in (("off", "off"), ("on", "counters"), ("log", "counters + input log")):
+        ratio_one = one[kind] / one["off"] if one[kind] and one["off"] else None
+        ratio_csv = csv[kind] / csv["off"] if csv[kind] and csv["off"] else None
+        lines.append(
+            f"| {label} | {_fmt(one[kind])} | {_fmt(ratio_one, 3)} | {_fmt(csv[kind])} | {_fmt(ratio_csv, 3)} |"
+        )
+    lines.append("")
+    for kind in ("on", "log"):
+        for what, values in (("1-row req/s @8", one), ("CSV rows/s", csv)):
+            if values[kind] and values["off"]:
+                ok = values[kind] >= 0.95 * values["off"]
+                lines.append(
+                    f"- {'PASS' if ok else 'FAIL'} {what} with monitoring {kinds[kind].rstrip(')')} "
+                    f"{values[kind]:,.0f} ≥ 0.95 × off {values['off']:,.0f}"
+                )
+    return lines
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run (default 10)")
@@ -740,6 +782,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-mlflow", action="store_true", help="only the generated service")
     parser.add_argument("--skip-waitress", action="store_true", help="no row for the generated service on waitress")
     parser.add_argument("--workers", type=int, help="MODELGEN_WORKERS (default: CPUs available)")
+    parser.add_argument(
+        "--monitoring-rounds",
+        type=int,
+        default=2,
+        help="rounds of gunicorn with monitoring off / on / on with the input log (0: skip; default 2)",
+    )
+    parser.add_argument("--monitoring-only", action="store_true", help="only the monitoring-cost rounds")
     parser.add_argument("--mlflow-venv", type=Path, default=DEFAULT_MLFLOW_VENV, help="MLflow virtualenv (reused)")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 120:
@@ -794,6 +843,18 @@ def main(argv: list[str] | None = None) -> int:
         parallel_rate = parallel_in_process(model, workload.row_frame, cores)
         log(f"in-process, {cores} processes at once: {parallel_rate:,.0f} calls/s (1 row)")
 
+        monitoring_rows: list[Row] = []
+        for _ in range(args.monitoring_rounds):
+            for kind in ("off", "on", "log"):  # alternating, so drift of the machine hits all three
+                server = modelgen_server(project, model_path, "gunicorn", workers, work, kind)
+                monitoring_rows.append(Row(server.name))
+                bench_server(server, monitoring_rows[-1], workload, reference, args.duration)
+        if args.monitoring_only:
+            print(table(monitoring_rows, cores, one_rate, rows_rate))
+            print()
+            print("\n".join(monitoring_cost(monitoring_rows, args.monitoring_rounds)))
+            return 0
+
         rows: list[Row] = []
         configs = [("gunicorn", workers)] + ([] if args.skip_waitress else [("waitress", workers)])
         for server_name, n in configs:
@@ -843,6 +904,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Goals ({rows[0].name}):")
         for line in goals(rows[0], mlflow_rows, cores, one_rate, rows_rate):
             print(line)
+        if monitoring_rows:
+            print()
+            print("\n".join(monitoring_cost(monitoring_rows, args.monitoring_rounds)))
         return 0
     finally:
         if temp is not None:

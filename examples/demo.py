@@ -4,7 +4,9 @@ train the penguins pipeline → put the artifact in the registry (a local folder
 → `modelgen init-gitops` (a local bare repository, .work/gitops.git) → `modelgen generate
 --gitops --merge-request` (branch + push options) → accept the merge request (merge into main)
 → `modelgen list` → check out main as Argo CD would → fetch the artifact as the init container
-does → start the service with its real server → one JSON and one CSV prediction → stop it.
+does → start the service with its real server (input log on) → one JSON and one CSV prediction
+→ the reference rows as traffic → stop it → `modelgen monitor` on its input log (no drift) →
+`modelgen retrain --local --merge-request` (a new version on a branch).
 """
 
 from __future__ import annotations
@@ -107,7 +109,11 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     step(f"start the service (gunicorn) on {url}")
+    inputs = WORK / "inputs"
+    shutil.rmtree(inputs, ignore_errors=True)
     env = {**os.environ, "MODEL_PATH": str(model_path), "HOST": "127.0.0.1", "PORT": str(port)}
+    # Every request to the input log here (the manifest's sampleRate is for production traffic).
+    env.update(MODELGEN_INPUT_LOG=str(inputs), MODELGEN_LOG_SAMPLE_RATE="1")
     proc = subprocess.Popen([py, "-m", "app"], cwd=project, env=env, start_new_session=True)
     try:
         print(f"ready in {wait_ready(url, proc):.2f} s")
@@ -123,10 +129,25 @@ def main() -> None:
         body = "\n".join([",".join(names), *rows]) + "\n"
         print(body, end="")
         print("->\n" + post(url + "/invocations", body.encode(), "text/csv", "text/csv"), end="")
+
+        step("traffic like the training rows: the reference CSV, 50 rows per request")
+        lines = (trained / "reference.csv").read_text().splitlines()
+        for start in range(1, len(lines), 50):
+            post(url + "/invocations", "\n".join([lines[0], *lines[start : start + 50]]).encode(), "text/csv")
+        metrics = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        print("\n".join(line for line in metrics.splitlines() if line.startswith("modelgen_feature_missing_total")))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         step("service stopped")
+
+    step("modelgen monitor: the input log against the reference profile")
+    profile = project / "deploy/base/monitoring/profile.json"
+    run(modelgen, "monitor", "penguin-species", "--profile", profile, "--live", inputs, "--out", WORK / "drift-report")
+
+    step("modelgen retrain --local --merge-request: a new version as a branch, never on main")
+    run(modelgen, "retrain", "penguin-species", "--local", "--gitops", gitops, "--merge-request")
+    run("git", "--git-dir", gitops, "branch", "--list", "modelgen/*")
 
 
 if __name__ == "__main__":

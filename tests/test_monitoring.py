@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from gitops_support import Remote, cli, git
+from gitops_support import Remote, cli, git, variant
 from support import Service
 from test_drift import Receiver, drifted, undrifted
 
@@ -279,3 +279,52 @@ def test_retrain_local_publishes_a_new_artifact_and_a_branch_with_the_updated_ma
     assert f"| metric | 1.0.0 (now) | {version} (retrained) | change |" in description
     assert re.search(r"\| accuracy \| 0\.98\d* \| 0\.98\d* \| [+-]", description)
     assert not math.isnan(provenance["metrics"]["accuracy"])
+
+
+def test_batch_entry_point_scores_a_file_and_names_a_bad_cell(
+    penguins_manifest, penguins_project, penguins_python, model_path, tmp_path
+):
+    env = {**os.environ, "MODEL_PATH": str(model_path)}
+    source = penguins_manifest.parent / "reference.csv"
+    out = tmp_path / "predictions.csv"
+    command = [penguins_python, "-m", "app.batch", source, out]
+    done = subprocess.run(command, cwd=penguins_project, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    predictions = pd.read_csv(out)
+    assert list(predictions.columns) == ["label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]
+    assert len(predictions) == len(pd.read_csv(source))
+    # The profile's prediction shares are these predictions' shares.
+    shares = predictions["label"].value_counts(normalize=True).to_dict()
+    profile = json.loads((penguins_project / "deploy/base/monitoring/profile.json").read_text())
+    assert profile["predictions"]["frequencies"] == pytest.approx(shares)
+
+    bad = tmp_path / "bad.csv"
+    lines = source.read_text().splitlines()
+    bad.write_text("\n".join([lines[0], lines[1], lines[2].replace("2007", "late")]) + "\n")
+    done = subprocess.run(
+        [penguins_python, "-m", "app.batch", bad, out], cwd=penguins_project, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "column 'year', row 1" in done.stderr and "'late' is not an integer" in done.stderr
+    assert not out.exists()  # no half-written predictions
+
+
+def test_a_missing_reference_is_a_clear_error_and_writes_nothing(penguins_manifest, tmp_path, capsys):
+    update = variant(penguins_manifest, tmp_path / "model", {"reference: reference.csv": "reference: gone.csv"})
+    code, out, err = cli(capsys, "generate", update, "-o", tmp_path / "out")
+    assert code != 0 and "Traceback" not in err
+    assert "spec.monitoring.reference: file 'gone.csv' not found" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_retrain_dry_run_prints_the_training_job(penguins_manifest, gitops_cache, capsys, tmp_path):
+    remote = Remote.create(tmp_path / "gitops.git")
+    assert cli(capsys, "init-gitops", remote.path)[0] == 0
+    assert cli(capsys, "generate", penguins_manifest, "--gitops", remote.path)[0] == 0
+    code, _, err = cli(capsys, "retrain", NAME, "--dry-run", "--gitops", remote.path)
+    assert code == 2 and f"models/{NAME}/training/job.yaml not found" in err  # not merged yet
+    remote.merge(f"modelgen/{NAME}-1.0.0", tmp_path / "work")
+    code, out, err = cli(capsys, "retrain", NAME, "--dry-run", "--gitops", remote.path)
+    assert code == 0, err
+    job = yaml.safe_load(out)
+    assert job["kind"] == "Job" and job["metadata"]["generateName"] == f"{NAME}-retrain-"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["retrain", NAME]

@@ -340,3 +340,52 @@ def test_model_kinds_predict_like_their_own_predict(r_project):
         "recipe + model",
         "classes checked",
     ]
+
+
+def test_monitoring_counts_logs_and_feeds_the_drift_job(r_project, r_model_path, tmp_path, capsys):
+    """The R service's drift signals: the same counters and input log as the Python service's."""
+    import numpy as np
+    import pandas as pd
+    from gitops_support import cli
+    from test_drift import drifted
+
+    sample = json.loads((r_project / "tests/sample.json").read_text())
+    rows = pd.DataFrame(sample * 60)  # 1,200 rows like the ones the model knows
+    live = drifted(rows)  # flipper +25%, 40% of body mass missing, island "Atlantis" in ~15%
+    records = live.astype(object).where(live.notna(), None).to_dict("records")
+    for record in records:
+        record["year"] = int(record["year"])
+    logs = tmp_path / "inputs"
+    service = r_service(r_project, r_model_path, MODELGEN_INPUT_LOG=str(logs), MODELGEN_LOG_SAMPLE_RATE="1")
+    service.start(timeout=120)
+    try:
+        for start in range(0, len(records), 100):
+            assert service.post_json(records[start : start + 100]).status == 200
+        time.sleep(0.6)  # each worker writes its counts within 0.2 s of a request
+        text = service.request("GET", "/metrics").body.decode()
+    finally:
+        service.stop()
+
+    def value(line_start: str) -> float:
+        (line,) = [line for line in text.splitlines() if line.startswith(line_start)]
+        return float(line.rsplit(" ", 1)[1])
+
+    atlantis = sum(r["island"] == "Atlantis" for r in records)
+    assert value('modelgen_feature_unseen_total{feature="island"}') == atlantis > 0
+    missing_mass = sum(r["body_mass_g"] is None for r in records)
+    assert value('modelgen_feature_missing_total{feature="body_mass_g"}') == missing_mass
+    flipper = [line for line in text.splitlines() if line.startswith('modelgen_feature_values_total{feature="flipper')]
+    present = sum(r["flipper_length_mm"] is not None for r in records)
+    assert len(flipper) == 10 and sum(float(line.rsplit(" ", 1)[1]) for line in flipper) == present
+    predicted = [line for line in text.splitlines() if line.startswith("modelgen_predictions_total{")]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in predicted) == len(records)
+    logged = [json.loads(line) for f in sorted(logs.glob("inputs-*.jsonl")) for line in f.read_text().splitlines()]
+    assert len(logged) == len(records) and {"__ts", "__prediction"} <= set(logged[0])
+    # The drift job reads what R logged like what Python logs.
+    profile = r_project / "deploy/base/monitoring/profile.json"
+    code, out, err = cli(capsys, "monitor", "penguin-species-r", "--profile", profile, "--live", logs,
+                         "--out", tmp_path / "report")  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "report" / "drift-report.json").read_text())
+    assert {"island", "flipper_length_mm", "body_mass_g"} <= set(report["drifted"])
+    assert np.isclose(sum(report["features"][0]["live"].values()), 1.0)

@@ -3,7 +3,8 @@
 INPUT is CSV with a header row, or JSON in any shape /invocations accepts; OUTPUT is CSV, the
 columns the service answers with ``Accept: text/csv``. Rows are checked and scored in chunks,
 so a file larger than memory's comfort goes through with a flat footprint. Exit 2 names the
-column and row of a bad value (rows counted from 1 over the whole file), exit 3 a bad artifact.
+column and row of a bad value (rows counted from 0 over the whole file, as /invocations counts
+them in a request), exit 3 a bad artifact; no output file is left behind on either.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows += len(frame)
     except BadRequest as err:
         args.output.unlink(missing_ok=True)
-        where = f" (after {rows} good rows)" if rows else ""
-        print(f"{args.input}: {err.message}{where}", file=sys.stderr)
+        message = err.message
+        if err.row is not None and rows:  # rows are counted per chunk: number them over the file
+            message = message.replace(f"row {err.row}:", f"row {err.row + rows}:", 1)
+        print(f"{args.input}: {message}", file=sys.stderr)
         return 2
     print(f"{args.output}: {rows} predictions", file=sys.stderr)
     return 0
