@@ -757,7 +757,8 @@ def monitoring_cost(rows: list[Row], rounds: int) -> list[str]:
         "| monitoring | 1-row req/s @8 | vs off | CSV rows/s @2 | vs off |",
         "|---|---:|---:|---:|---:|",
     ]
-    for kind, label in (("off", "off"), ("on", "counters"), ("log", "counters + input log")):
+    labels = {"off": "off", "on": "counters", "log": "counters + input log"}
+    for kind, label in labels.items():
         ratio_one = one[kind] / one["off"] if one[kind] and one["off"] else None
         ratio_csv = csv[kind] / csv["off"] if csv[kind] and csv["off"] else None
         lines.append(
@@ -769,7 +770,7 @@ def monitoring_cost(rows: list[Row], rounds: int) -> list[str]:
             if values[kind] and values["off"]:
                 ok = values[kind] >= 0.95 * values["off"]
                 lines.append(
-                    f"- {'PASS' if ok else 'FAIL'} {what} with monitoring {kinds[kind].rstrip(')')} "
+                    f"- {'PASS' if ok else 'FAIL'} {what} with {labels[kind]} "
                     f"{values[kind]:,.0f} ≥ 0.95 × off {values['off']:,.0f}"
                 )
     return lines

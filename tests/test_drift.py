@@ -165,3 +165,17 @@ def test_monitor_reports_and_notifies_on_drift_only(reference, penguins_manifest
         assert "<tr class='drift'>" in page
     finally:
         receiver.close()
+
+
+def test_a_wide_model_profile_fits_argo_cds_last_applied_annotation():
+    # 60 numeric features of 5,000 rows: the KS samples shrink so the ConfigMap stays applyable.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(5000, 60)), columns=[f"x{i}" for i in range(60)])
+    columns = [{"name": name, "type": "number"} for name in frame.columns]
+    result = profile(frame, columns)
+    text = json.dumps(result, indent=1, sort_keys=True)  # as render writes it
+    assert len(text.encode()) < 256 * 1024
+    assert all(len(f["sample"]) == 8000 // 60 for f in result["features"].values())
+    # A narrow model keeps the full sample.
+    narrow = profile(frame[["x0"]], columns[:1])
+    assert len(narrow["features"]["x0"]["sample"]) == 1000

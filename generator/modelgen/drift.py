@@ -18,7 +18,10 @@ from typing import Any
 
 PROFILE_VERSION = 1
 BINS = 10
-SAMPLE = 1000  # reference values kept per numeric column for the KS test
+SAMPLE = 1000  # reference values kept per numeric column for the KS test...
+# ...and at most this many over all columns: the profile travels in a ConfigMap, and Argo CD's
+# client-side apply keeps a copy in an annotation limited to 256 KiB.
+SAMPLE_TOTAL = 8_000
 DEFAULT_THRESHOLDS = {
     "psi": 0.2,  # a "significant shift" in the usual reading of PSI
     "p_value": 0.01,
@@ -48,6 +51,8 @@ def profile(
     import numpy as np
 
     features: dict[str, Any] = {}
+    numeric = sum(c["type"] in ("number", "integer") for c in columns)
+    per_column = max(100, min(SAMPLE, SAMPLE_TOTAL // max(1, numeric)))
     for column in columns:
         values = frame[column["name"]]
         missing = float(values.isna().mean())
@@ -56,14 +61,14 @@ def profile(
             numbers = present.astype(float).to_numpy()
             edges = sorted(set(np.quantile(numbers, np.linspace(0, 1, BINS + 1)[1:-1]).round(12).tolist()))
             rng = np.random.default_rng(0)
-            sample = numbers if len(numbers) <= SAMPLE else rng.choice(numbers, SAMPLE, replace=False)
+            sample = numbers if len(numbers) <= per_column else rng.choice(numbers, per_column, replace=False)
             features[column["name"]] = {
                 "kind": "numeric",
                 "edges": edges,
                 "frequencies": _shares(np.searchsorted(edges, numbers, side="left"), len(edges) + 1),
                 "mean": float(numbers.mean()) if len(numbers) else None,
                 "missing": missing,
-                "sample": sorted(float(v) for v in sample),
+                "sample": sorted(float(f"{v:.8g}") for v in sample),  # 8 digits: plenty for a KS test
             }
         else:
             counts = present.map(_category).value_counts()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import subprocess
 import sys
@@ -28,10 +27,6 @@ from modelgen.render import CODE_DIR, Files, context, render, render_inputs, ren
 # The column of the service's CSV answer the drift job follows, per output type.
 MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
 SCORING_TIMEOUT = 600
-
-
-def profile_text(profile: dict[str, Any]) -> bytes:
-    return (json.dumps(profile, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
 def project_files(manifest: Manifest, **options: Any) -> Files:

@@ -63,17 +63,14 @@ CODE_DIR = "model_code"
 # and the training script: kept in the project, never re-rendered.
 PROFILE = "deploy/base/monitoring/profile.json"
 TRAINING_DIR = "training"
-# Where the service image holds the project (Dockerfile WORKDIR): the training Job runs the
-# script from there.
-IMAGE_PROJECT_DIR = "/opt/app"
+TRAINING_JOB = f"{TRAINING_DIR}/job.yaml"  # rendered; the script beside it is copied
 
 
 def is_verbatim(path: str) -> bool:
     return (
         path in ("model.yaml", SAMPLE, RECORD, PROFILE)
         or path.startswith(f"{CODE_DIR}/")
-        or path.startswith(f"{TRAINING_DIR}/")
-        and not path.endswith(".yaml")
+        or (path.startswith(f"{TRAINING_DIR}/") and path != TRAINING_JOB)
     )
 
 
