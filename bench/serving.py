@@ -740,6 +740,76 @@ def goals(ours: Row, mlflow_rows: list[Row], cores: int, one_rate: float, rows_r
 # --------------------------------------------------------------------------- main
 
 
+# The service's request path in one process, and the monitor's own work on the same requests
+# timed alone: the cost of monitoring without the machine's noise (on this shared VM, wrk runs
+# and even whole request paths vary by more than monitoring costs).
+PATH_COST = r"""
+import json, os, sys, time
+from pathlib import Path
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[3]
+sys.path.insert(0, ".")
+from app.model import load_model
+from app.monitoring import InputLog, Monitor, load_profile
+from app.payload import InputSchema
+from app.predict import predictor_for
+from app.settings import from_env
+settings = from_env()
+c = settings.contract
+model = load_model(Path(sys.argv[1]), settings.model_sha256, c["artifact"]["format"], c["artifact"].get("trusted", ()))
+schema, predictor = InputSchema(c["columns"]), predictor_for(model, c["output"])
+profile = load_profile(settings.profile_path)
+monitors = {"off": None, "on": Monitor(c, profile, None),
+            "log": Monitor(c, profile, InputLog(Path(sys.argv[3]) / "inputs", c["sampleRate"], 10**9))}
+one, many = Path(sys.argv[2]).joinpath("one.json").read_bytes(), Path(sys.argv[2]).joinpath("many.csv").read_bytes()
+def best(n, call):
+    times = []
+    for _ in range(5):
+        began = time.perf_counter()
+        for _ in range(n):
+            call()
+        times.append((time.perf_counter() - began) / n)
+    return min(times)
+out = {}
+for label, body, parse, n in (("one", one, schema.from_json, 300), ("many", many, schema.from_csv, 30)):
+    frame = parse(body)
+    predictions = predictor(frame)
+    out[f"{label}-off"] = best(n, lambda: predictor.csv_rows(predictor(parse(body))))
+    for kind in ("on", "log"):
+        out[f"{label}-{kind}"] = best(n * 5, lambda: monitors[kind].observe(frame, predictions))
+print(json.dumps(out))
+"""
+
+
+def path_cost(project: Path, model_path: Path, workload: Workload, work: Path) -> list[str]:
+    (work / "bodies").mkdir(exist_ok=True)
+    shutil.copyfile(workload.row_body, work / "bodies" / "one.json")
+    shutil.copyfile(workload.csv_body, work / "bodies" / "many.csv")
+    metrics = work / "path-cost-metrics"
+    metrics.mkdir(exist_ok=True)
+    env = {**os.environ, "MODEL_PATH": str(model_path)}
+    done = run(
+        [str(VENV_PYTHON), "-c", PATH_COST, str(model_path), str(work / "bodies"), str(metrics)],
+        timeout=600, what="in-process request path", cwd=project, env=env,
+    )  # fmt: skip
+    t = json.loads(done.stdout)
+    lines = [
+        "In-process: the request path (parse, predict, encode; best of 5) and the monitor's work on it:",
+        "",
+        "| request | path (ms) | counters (ms) | share | counters + input log (ms) | share |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    goals = []
+    for label, name in (("one", "1-row JSON"), ("many", f"{CSV_ROWS}-row CSV")):
+        off, on, logged = t[f"{label}-off"], t[f"{label}-on"], t[f"{label}-log"]
+        lines.append(
+            f"| {name} | {off * 1e3:.2f} | {on * 1e3:.3f} | {on / (off + on):.1%} | {logged * 1e3:.3f} | "
+            f"{logged / (off + logged):.1%} |"
+        )
+        share = logged / (off + logged)
+        goals.append(f"- {'PASS' if share <= 0.05 else 'FAIL'} {name}: counters + input log take {share:.1%} (≤ 5%)")
+    return [*lines, "", *goals]
+
+
 def monitoring_cost(rows: list[Row], rounds: int) -> list[str]:
     """Median throughput with monitoring off, on and with the input log; the ≤ 5% loss goal."""
     import statistics
@@ -850,10 +920,11 @@ def main(argv: list[str] | None = None) -> int:
                 server = modelgen_server(project, model_path, "gunicorn", workers, work, kind)
                 monitoring_rows.append(Row(server.name))
                 bench_server(server, monitoring_rows[-1], workload, reference, args.duration)
+        path_lines = path_cost(project, model_path, workload, work) if args.monitoring_rounds else []
         if args.monitoring_only:
             print(table(monitoring_rows, cores, one_rate, rows_rate))
             print()
-            print("\n".join(monitoring_cost(monitoring_rows, args.monitoring_rounds)))
+            print("\n".join(monitoring_cost(monitoring_rows, args.monitoring_rounds) + [""] + path_lines))
             return 0
 
         rows: list[Row] = []
@@ -907,7 +978,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         if monitoring_rows:
             print()
-            print("\n".join(monitoring_cost(monitoring_rows, args.monitoring_rounds)))
+            print("\n".join(monitoring_cost(monitoring_rows, args.monitoring_rounds) + [""] + path_lines))
         return 0
     finally:
         if temp is not None:

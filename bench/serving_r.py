@@ -7,6 +7,7 @@ plain process, which reads no CSV) rows per second at 2 connections. Prints a Ma
 and the issue's goal.
 
     .venv/bin/python bench/serving_r.py [--duration 10] [--work DIR]
+    .venv/bin/python bench/serving_r.py --monitoring-rounds 3   # only the cost of drift monitoring
 """
 
 from __future__ import annotations
@@ -144,10 +145,48 @@ def bench(server: Server, files: dict[str, Path], duration: int, csv: bool) -> d
     return result
 
 
+def monitoring_rounds(project: Path, base: dict, files: dict[str, Path], work: Path, cores: int, args) -> None:
+    """The modelgen R service with monitoring off / counters / counters + input log, alternating."""
+    import statistics
+
+    extra = {"off": {"MODELGEN_MONITORING": "0"}, "on": {}, "log": {"MODELGEN_INPUT_LOG": str(work / "inputs")}}
+    measured: dict[str, list[tuple[float, float]]] = {kind: [] for kind in extra}
+    for _ in range(args.monitoring_rounds):
+        for kind, env_extra in extra.items():
+            port = free_port()
+            env = {**base, "PORT": str(port), "HOST": "127.0.0.1", "MODELGEN_WORKERS": str(cores), **env_extra}
+            command = ["bash", "app/start.sh"]
+            server = Server(f"modelgen R monitoring {kind}", command, project, env, port, work / "m.log")
+            server.start()
+            try:
+                pgid = server.proc.pid
+                url = f"{server.url}/invocations"
+                wrk(url, files["one"], "application/json", 2, 2, pgid)  # warm-up
+                one = wrk(url, files["one"], "application/json", 8, args.duration, pgid).rps
+                rows = wrk(url, files["many-csv"], "text/csv", 2, args.duration, pgid).rps * 1000
+                measured[kind].append((one, rows))
+                log(f"R monitoring {kind}: {one:.0f} req/s @8, {rows:,.0f} CSV rows/s")
+            finally:
+                server.stop()
+    median = {k: (statistics.median(o for o, _ in v), statistics.median(r for _, r in v)) for k, v in measured.items()}
+    off_one, off_rows = median["off"]
+    print(f"\n{cores} CPUs, {cores} R workers, median of {args.monitoring_rounds} alternating rounds\n")
+    print("| monitoring | 1-row req/s @8 | vs off | 1000-row CSV rows/s @2 | vs off |")
+    print("|---|---:|---:|---:|---:|")
+    labels = {"off": "off", "on": "counters", "log": "counters + input log"}
+    for kind, (one, rows) in median.items():
+        print(f"| {labels[kind]} | {one:.0f} | {one / off_one:.3f} | {rows:,.0f} | {rows / off_rows:.3f} |")
+    for kind in ("on", "log"):
+        one, rows = median[kind]
+        verdict = "PASS" if one >= 0.95 * off_one and rows >= 0.95 * off_rows else "FAIL"
+        print(f"- {verdict} {labels[kind]}: ≥ 0.95 × off on both")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--work", type=Path)
+    parser.add_argument("--monitoring-rounds", type=int, default=0, help="only measure the cost of monitoring")
     args = parser.parse_args()
     work = (args.work or Path(tempfile.mkdtemp(prefix="modelgen-bench-r-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -163,6 +202,9 @@ def main() -> int:
         )
         (work / "plain.R").write_text(PLAIN_API)
         base = {**os.environ, **R_ENV, "MODEL_PATH": str(model)}
+        if args.monitoring_rounds:
+            monitoring_rounds(project, base, files, work, cores, args)
+            return 0
         servers = []
         for name, workers in ((f"modelgen R ({cores} workers, nginx)", cores), ("modelgen R (1 worker)", 1)):
             port = free_port()

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
@@ -59,6 +60,7 @@ def serve_and_send(project: Path, python: Path, model: Path, rows: list[dict], l
             body = json.dumps(rows[start : start + BATCH]).encode()
             response = service.request("POST", "/invocations", body, {"Content-Type": "application/json"})
             assert response.status == 200, response.body[:500]
+        time.sleep(1)  # every worker moves its counts to the counters within 0.5 s
         return service.request("GET", "/metrics").body.decode()
     finally:
         service.stop()
@@ -328,3 +330,30 @@ def test_retrain_dry_run_prints_the_training_job(penguins_manifest, gitops_cache
     job = yaml.safe_load(out)
     assert job["kind"] == "Job" and job["metadata"]["generateName"] == f"{NAME}-retrain-"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["retrain", NAME]
+
+
+ROTATION = """
+import json, sys
+from pathlib import Path
+from app.monitoring import InputLog
+from app.payload import InputSchema
+contract = json.loads(Path("app/contract.json").read_text())
+frame = InputSchema(contract["columns"]).from_json(Path("tests/sample.json").read_bytes())
+log = InputLog(Path(sys.argv[1]), sample_rate=1.0, max_bytes=4000, backups=3)
+for _ in range(40):
+    log.maybe_write(frame, ["Adelie"] * len(frame))
+"""
+
+
+def test_the_input_log_rotates_by_size_and_keeps_three_old_files(penguins_project, penguins_python, tmp_path):
+    logs = tmp_path / "inputs"
+    done = subprocess.run(
+        [penguins_python, "-c", ROTATION, logs], cwd=penguins_project, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name.split(".jsonl")[1] for p in logs.iterdir())
+    assert names == ["", ".1", ".2", ".3"]  # the current file and three rotated ones; older ones dropped
+    for path in logs.iterdir():
+        lines = path.read_text().splitlines()
+        assert path.stat().st_size < 4000 + 20 * 400  # rotated once over the limit, by whole requests
+        assert all(json.loads(line)["__prediction"] == "Adelie" for line in lines)

@@ -96,6 +96,8 @@ def create_app(
 
     @app.get("/metrics")
     def prometheus() -> Response:
+        if monitor is not None:
+            monitor.flush()  # this worker's counts up to now; the others' within FLUSH_SECONDS
         return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE.split(";")[0])
 
     @app.errorhandler(HTTPException)
