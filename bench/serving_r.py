@@ -145,6 +145,10 @@ def bench(server: Server, files: dict[str, Path], duration: int, csv: bool) -> d
     return result
 
 
+# The request path in one R process and the monitor's own work on it (bench/path_cost_r.R).
+PATH_COST = HERE / "path_cost_r.R"
+
+
 def monitoring_rounds(project: Path, base: dict, files: dict[str, Path], work: Path, cores: int, args) -> None:
     """The modelgen R service with monitoring off / counters / counters + input log, alternating."""
     import statistics
@@ -180,6 +184,12 @@ def monitoring_rounds(project: Path, base: dict, files: dict[str, Path], work: P
         one, rows = median[kind]
         verdict = "PASS" if one >= 0.95 * off_one and rows >= 0.95 * off_rows else "FAIL"
         print(f"- {verdict} {labels[kind]}: ≥ 0.95 × off on both")
+    reference = work / "trained" / "reference.csv"  # the rows train.R wrote for the profile
+    print("\nIn-process: the request path (parse, predict, encode; best of 5) and the monitor's work on it:\n")
+    print("| request | path (ms) | counters (ms) | share | counters + input log (ms) | share |")
+    print("|---|---:|---:|---:|---:|---:|")
+    env = {**base, "REFERENCE_CSV": str(reference)}
+    print(run([rscript(), PATH_COST], cwd=project, env=env).stdout.strip())
 
 
 def main() -> int:
