@@ -318,7 +318,7 @@ def test_a_missing_reference_is_a_clear_error_and_writes_nothing(penguins_manife
     assert not (tmp_path / "out").exists()
 
 
-def test_retrain_dry_run_prints_the_training_job(penguins_manifest, gitops_cache, capsys, tmp_path):
+def test_retrain_dry_run_prints_the_training_job(penguins_manifest, gitops_cache, capsys, tmp_path, monkeypatch):
     remote = Remote.create(tmp_path / "gitops.git")
     assert cli(capsys, "init-gitops", remote.path)[0] == 0
     assert cli(capsys, "generate", penguins_manifest, "--gitops", remote.path)[0] == 0
@@ -330,6 +330,11 @@ def test_retrain_dry_run_prints_the_training_job(penguins_manifest, gitops_cache
     job = yaml.safe_load(out)
     assert job["kind"] == "Job" and job["metadata"]["generateName"] == f"{NAME}-retrain-"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["retrain", NAME]
+    # Without --dry-run, kubectl creates it; with no cluster to reach, kubectl's own words, exit 2.
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    code, _, err = cli(capsys, "retrain", NAME, "--gitops", remote.path)
+    assert code == 2 and err.startswith("error: kubectl create in models-dev failed: ")
 
 
 ROTATION = """
