@@ -173,12 +173,14 @@ class InputLog:
         self._pid: int | None = None
         self._file: Any = None
         self._random = random.Random()
+        self._lock = threading.Lock()  # waitress serves requests on threads of one process
 
     def maybe_write(self, frame: pd.DataFrame, predictions: list[Any]) -> None:
         if self._random.random() >= self.sample_rate:
             return
         try:
-            self._write(frame, predictions)
+            with self._lock:
+                self._write(frame, predictions)
         except OSError as err:  # a full or missing volume must never fail a prediction
             log.warning("input log: %s", err)
 
