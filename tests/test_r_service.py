@@ -197,6 +197,7 @@ def test_other_endpoints_and_metrics_across_workers(r_penguins, r_project):
             if line.startswith('modelgen_requests_total{endpoint="/invocations",method="POST",status="200"}')
         )
 
+    time.sleep(0.6)  # earlier tests' requests: every worker has written its counts 0.2 s after them
     before = count()
     sample = json.loads((r_project / "tests/sample.json").read_text())
     for _ in range(12):  # nginx spreads these over both workers; /metrics adds both up
