@@ -12,6 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,3 +147,26 @@ class Service:
 
     def post_csv(self, text: str, **headers: str) -> Response:
         return self.request("POST", "/invocations", text.encode(), {"Content-Type": "text/csv", **headers})
+
+
+@contextmanager
+def smtp_inbox() -> Iterator[tuple]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1: its controller (``.port``) and an inbox (``.messages``)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    class Inbox(Message):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def handle_message(self, message):
+            self.messages.append(message)
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller, inbox
+    finally:
+        controller.stop()

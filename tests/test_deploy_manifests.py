@@ -25,6 +25,7 @@ import modelgen
 from modelgen.drift import profile
 from modelgen.manifest import load
 from modelgen.output import write_project
+from modelgen.reference import profile_columns
 from modelgen.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,8 +158,7 @@ def _profile(manifest) -> dict[str, Any]:
     frame = pd.DataFrame(
         {"tenure_months": [1, 5, 12, 30, 60] * 20, "plan": ["basic", "pro", None, "pro", "basic"] * 20}
     )
-    columns = [{"name": c.name, "type": c.type, "categories": list(c.categories or [])} for c in manifest.columns]
-    return profile(frame, columns, ["no", "yes", "no", "no", "yes"] * 20)
+    return profile(frame, profile_columns(manifest, frame, "made-up rows"), ["no", "yes", "no", "no", "yes"] * 20)
 
 
 def _kustomize(overlay: Path) -> list[dict[str, Any]]:

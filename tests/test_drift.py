@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from gitops_support import cli
-from support import free_port
+from support import smtp_inbox
 
 from modelgen.drift import DEFAULT_THRESHOLDS, compare, cusum, profile
 
@@ -104,22 +104,8 @@ class Receiver:
 
 @pytest.fixture
 def smtp():
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    class Inbox(Message):
-        def __init__(self):
-            super().__init__()
-            self.messages = []
-
-        def handle_message(self, message):
-            self.messages.append(message)
-
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
+    with smtp_inbox() as server:
+        yield server
 
 
 def test_monitor_reports_and_notifies_on_drift_only(reference, penguins_manifest, tmp_path, capsys, smtp):

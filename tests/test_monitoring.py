@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 from gitops_support import Remote, cli, git, variant
-from support import Service
+from support import Service, smtp_inbox
 from test_drift import Receiver, drifted, undrifted
 
 from modelgen.cli import main
@@ -84,23 +84,8 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def smtp_server():
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-    from support import free_port
-
-    class Inbox(Message):
-        def __init__(self):
-            super().__init__()
-            self.messages = []
-
-        def handle_message(self, message):
-            self.messages.append(message)
-
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
+    with smtp_inbox() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -144,13 +144,11 @@ def _profile(args: argparse.Namespace) -> int:
     from modelgen.drift import profile
     from modelgen.manifest import load
     from modelgen.monitor import read_rows
+    from modelgen.reference import profile_columns
 
     manifest = load(args.manifest)
-    columns = [{"name": c.name, "type": c.type, "categories": list(c.categories or [])} for c in manifest.columns]
     rows = read_rows(Path(args.reference))
-    missing = [c["name"] for c in columns if c["name"] not in rows.columns]
-    if missing:
-        raise ModelgenError(f"{args.reference} has no column(s) {', '.join(missing)} of {args.manifest}")
+    columns = profile_columns(manifest, rows, args.reference)
     Path(args.output).write_text(json.dumps(profile(rows, columns), indent=1) + "\n", "utf-8")
     print(f"{args.output}: profile of {len(rows)} reference rows, {len(columns)} features")
     return 0

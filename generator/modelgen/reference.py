@@ -39,13 +39,7 @@ def reference_profile(manifest: Manifest) -> dict[str, Any]:
     from modelgen.drift import profile
 
     rows, where = reference_rows(manifest)
-    columns = [{"name": c.name, "type": c.type, "categories": list(c.categories or [])} for c in manifest.columns]
-    missing = [c["name"] for c in columns if c["name"] not in rows.columns]
-    if missing:
-        raise ModelgenError(
-            f"{manifest.path}: spec.monitoring.reference {where} has no column(s) {', '.join(missing)} "
-            "(allowed: a file with every input column of spec.input)"
-        )
+    columns = profile_columns(manifest, rows, f"spec.monitoring.reference {where}")
     if not len(rows):
         raise ModelgenError(f"{manifest.path}: spec.monitoring.reference {where} has no rows")
     # The service's code does not depend on monitoring: a project rendered without it scores the same.
@@ -53,6 +47,18 @@ def reference_profile(manifest: Manifest) -> dict[str, Any]:
     project.update({p: d for p, d in render_verbatim(manifest).items() if p.startswith(f"{CODE_DIR}/")})
     predictions = score(manifest, project, rows[[c["name"] for c in columns]])
     return profile(rows, columns, predictions)
+
+
+def profile_columns(manifest: Manifest, rows: Any, where: str) -> list[dict[str, Any]]:
+    """The input columns as ``drift.profile`` takes them, once ``rows`` (named by ``where``) has each."""
+    columns = [{"name": c.name, "type": c.type, "categories": list(c.categories or [])} for c in manifest.columns]
+    missing = [c["name"] for c in columns if c["name"] not in rows.columns]
+    if missing:
+        raise ModelgenError(
+            f"{manifest.path}: {where} has no column(s) {', '.join(missing)} "
+            "(allowed: a file with every input column of spec.input)"
+        )
+    return columns
 
 
 def reference_rows(manifest: Manifest) -> tuple[Any, str]:

@@ -10,15 +10,7 @@ if (length(args) != 2) {
 }
 app_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])))
 project_dir <- dirname(app_dir)
-for (part in c("payload.R", "model.R")) source(file.path(app_dir, part))
-
-env <- function(name, default) {
-  value <- Sys.getenv(name, "")
-  if (nzchar(value)) value else default
-}
-contract <- jsonlite::read_json(file.path(app_dir, "contract.json"))
-model_path <- env("MODEL_PATH", file.path(project_dir, paste0("model.", contract$artifact$format)))
-sha256 <- tolower(env("MODEL_SHA256", contract$artifact$sha256))
+for (part in c("settings.R", "payload.R", "model.R")) source(file.path(app_dir, part))
 
 predictor <- tryCatch(
   {

@@ -5,16 +5,8 @@
 args <- commandArgs(trailingOnly = TRUE)
 app_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])))
 project_dir <- dirname(app_dir)
-for (part in c("payload.R", "model.R", "monitoring.R", "service.R")) source(file.path(app_dir, part))
+for (part in c("settings.R", "payload.R", "model.R", "monitoring.R", "service.R")) source(file.path(app_dir, part))
 options(plumber.methodNotAllowed = FALSE)
-
-env <- function(name, default) {
-  value <- Sys.getenv(name, "")
-  if (nzchar(value)) value else default
-}
-contract <- jsonlite::read_json(file.path(app_dir, "contract.json"))
-model_path <- env("MODEL_PATH", file.path(project_dir, paste0("model.", contract$artifact$format)))
-sha256 <- tolower(env("MODEL_SHA256", contract$artifact$sha256))
 
 # Drift monitoring: on when the project has a reference profile, unless MODELGEN_MONITORING=0.
 profile_path <- env("MODELGEN_PROFILE", file.path(project_dir, "deploy", "base", "monitoring", "profile.json"))
