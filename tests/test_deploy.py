@@ -29,8 +29,8 @@ from sklearn.preprocessing import OneHotEncoder
 from support import Service
 
 import modelgen
-from modelgen.deploy import DeployError, infer_task, pin_requirements, referenced_globals
 from modelgen.errors import ModelgenError
+from modelgen.notebook.deploy import DeployError, infer_task, pin_requirements, referenced_globals
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "penguins"))

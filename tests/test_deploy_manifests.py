@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 import modelgen
-from modelgen.drift import profile
-from modelgen.manifest import load
-from modelgen.output import write_project
-from modelgen.reference import profile_columns
-from modelgen.render import render
+from modelgen.manifest.loader import load
+from modelgen.monitoring.drift import profile
+from modelgen.monitoring.reference import profile_columns
+from modelgen.render.output import write_project
+from modelgen.render.templates import render
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

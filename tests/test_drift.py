@@ -13,7 +13,7 @@ import pytest
 from gitops_support import cli
 from support import smtp_inbox
 
-from modelgen.drift import DEFAULT_THRESHOLDS, compare, cusum, profile
+from modelgen.monitoring.drift import DEFAULT_THRESHOLDS, compare, cusum, profile
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def columns(penguins_manifest):
-    from modelgen.manifest import load
+    from modelgen.manifest.loader import load
 
     return [
         {"name": c.name, "type": c.type, "categories": list(c.categories or [])}

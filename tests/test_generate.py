@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from modelgen import render as render_module
 from modelgen.api import generate
 from modelgen.errors import OutputError, RenderError
-from modelgen.manifest import load
-from modelgen.output import write_project
-from modelgen.render import render
+from modelgen.manifest.loader import load
+from modelgen.render import templates as render_module
+from modelgen.render.output import write_project
+from modelgen.render.templates import render
 
 MODELGEN = [sys.executable, "-m", "modelgen"]
 

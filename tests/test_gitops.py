@@ -18,9 +18,9 @@ import yaml
 from gitops_support import Remote, cli, git, variant
 from test_gitops_scaffold import go_path_match_dirs
 
-from modelgen.gitops_scaffold import GitopsSettings, scaffold
-from modelgen.manifest import load
-from modelgen.render import template_version
+from modelgen.gitops.scaffold import GitopsSettings, scaffold
+from modelgen.manifest.loader import load
+from modelgen.render.templates import template_version
 
 PENGUINS = "penguin-species"
 BRANCH = f"modelgen/{PENGUINS}-1.0.0"
@@ -356,7 +356,7 @@ class FakeGitLab:
 
 
 def _generated(manifest_path: Path) -> set[str]:
-    from modelgen.reference import project_files
+    from modelgen.render.pipeline import project_files
 
     return set(project_files(load(manifest_path), gitops_repo_url="https://gitlab.example.com/ml/gitops.git"))
 

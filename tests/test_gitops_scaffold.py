@@ -17,8 +17,8 @@ import yaml
 
 from modelgen.api import generate
 from modelgen.errors import ModelgenError
-from modelgen.gitops_scaffold import ALLOWED_KEYS, GitopsSettings, load_settings, parse_settings, scaffold
-from modelgen.render import templates_dir
+from modelgen.gitops.scaffold import ALLOWED_KEYS, GitopsSettings, load_settings, parse_settings, scaffold
+from modelgen.render.templates import templates_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

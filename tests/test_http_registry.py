@@ -15,7 +15,7 @@ from nginx_registry import PASSWORD, USER, NginxRegistry
 from support import free_port
 
 from modelgen.errors import RegistryError
-from modelgen.registry import HttpRegistry, LocalRegistry, fetch, registry_for, sha256_hex
+from modelgen.registry.backends import HttpRegistry, LocalRegistry, fetch, registry_for, sha256_hex
 
 DATA = b"the model's bytes\x00\x01"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from modelgen import docs
 from modelgen.cli import main
 from modelgen.errors import ManifestError
-from modelgen.manifest import PATTERN_MEANINGS, Column, Environment, load, schema
+from modelgen.manifest import docs
+from modelgen.manifest.loader import PATTERN_MEANINGS, Column, Environment, load, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "manifests"

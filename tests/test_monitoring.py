@@ -27,7 +27,7 @@ from support import Service, smtp_inbox
 from test_drift import Receiver, drifted, undrifted
 
 from modelgen.cli import main
-from modelgen.registry import sha256_hex
+from modelgen.registry.backends import sha256_hex
 
 NAME = "penguin-species"
 DRIFTED = ["body_mass_g", "flipper_length_mm", "island"]  # in the profile's (sorted) feature order

@@ -10,7 +10,7 @@ from support import ROOT
 from test_generate import MANIFEST
 
 from modelgen.api import generate
-from modelgen.gitops_scaffold import GitopsSettings, scaffold
+from modelgen.gitops.scaffold import GitopsSettings, scaffold
 
 
 def test_installed_wheel_renders_byte_identical_projects(tmp_path):

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelgen import registry as registry_module
 from modelgen.errors import ModelgenError, RegistryError
-from modelgen.infer import input_columns, sample_records, service_frame
-from modelgen.manifest import load, schema
-from modelgen.manifest_writer import manifest_text, write_handover
-from modelgen.registry import Artifact, LocalRegistry, add_registry_arguments
+from modelgen.manifest.infer import input_columns, sample_records, service_frame
+from modelgen.manifest.loader import load, schema
+from modelgen.manifest.writer import manifest_text, write_handover
+from modelgen.registry import backends as registry_module
+from modelgen.registry.backends import Artifact, LocalRegistry, add_registry_arguments
 
 DATA = b"abc"
 DATA_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256 of b"abc"
@@ -264,7 +264,8 @@ def test_service_frame_of_complete_rows_keeps_integers_and_booleans():
 
 def test_modelgen_imports_without_pandas():
     code = (
-        "import sys, modelgen, modelgen.cli, modelgen.registry, modelgen.infer, modelgen.manifest_writer; "
+        "import sys, modelgen, modelgen.cli, modelgen.registry.backends, modelgen.manifest.infer, "
+        "modelgen.manifest.writer; "
         "assert 'pandas' not in sys.modules, 'pandas imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

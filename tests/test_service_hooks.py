@@ -19,7 +19,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from modelgen.render import templates_dir
+from modelgen.render.templates import templates_dir
 
 COLUMNS = [
     {"name": "colour", "type": "string", "nullable": False, "categories": ["red", "blue"], "strict": False},

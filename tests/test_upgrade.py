@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from gitops_support import Remote, cli, git
 
-from modelgen.render import template_version, templates_dir
+from modelgen.render.templates import template_version, templates_dir
 
 PENGUINS = "penguin-species"
 DEPLOYMENT = f"models/{PENGUINS}/deploy/base/deployment.yaml"

@@ -19,7 +19,7 @@ from gitops_support import Remote, cli
 from nginx_registry import PASSWORD, USER
 from support import free_port
 
-from modelgen.registry import HttpRegistry
+from modelgen.registry.backends import HttpRegistry
 
 SECRET = "nexus-shared-secret"
 NAME = "penguin-hooked"

@@ -44,9 +44,9 @@ from sklearn.svm import SVC
 from xgboost import XGBClassifier
 
 from modelgen.errors import ModelgenError
-from modelgen.infer import input_columns, sample_records, service_frame
-from modelgen.manifest_writer import write_handover
-from modelgen.registry import add_registry_arguments, sha256_hex
+from modelgen.manifest.infer import input_columns, sample_records, service_frame
+from modelgen.manifest.writer import write_handover
+from modelgen.registry.backends import add_registry_arguments, sha256_hex
 
 NAME = "penguin-species"
 OWNER = "jane.doe@example.com"

@@ -23,8 +23,8 @@ REGISTRY_VARIABLE = "MODELGEN_REGISTRY"  # the default for --registry
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from modelgen.manifest import load
-    from modelgen.project import is_project, project_manifest, read_project
+    from modelgen.manifest.loader import load
+    from modelgen.render.project import is_project, project_manifest, read_project
 
     for target in args.manifest:
         path = Path(target)
@@ -51,8 +51,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _generate_into_gitops(args: argparse.Namespace) -> int:
-    from modelgen.gitops import GitopsRepo, publish_model
-    from modelgen.manifest import load
+    from modelgen.gitops.repo import GitopsRepo, publish_model
+    from modelgen.manifest.loader import load
 
     manifest = load(args.manifest)  # every manifest problem is reported before the repository is fetched
     repo = GitopsRepo.open(args.gitops)
@@ -62,8 +62,8 @@ def _generate_into_gitops(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from modelgen.gitops import GitopsRepo, diff_model
-    from modelgen.manifest import load
+    from modelgen.gitops.repo import GitopsRepo, diff_model
+    from modelgen.manifest.loader import load
 
     manifest = load(args.manifest)
     text = diff_model(GitopsRepo.open(args.gitops), manifest)
@@ -74,8 +74,8 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _init_gitops(args: argparse.Namespace) -> int:
-    from modelgen.gitops import init_gitops, normalize
-    from modelgen.gitops_scaffold import load_settings, read_config
+    from modelgen.gitops.repo import init_gitops, normalize
+    from modelgen.gitops.scaffold import load_settings, read_config
 
     target = normalize(args.target)
     environments = [e.strip() for e in args.environments.split(",") if e.strip()] if args.environments else None
@@ -92,7 +92,7 @@ def _init_gitops(args: argparse.Namespace) -> int:
     )
     api = None
     if args.merge_request:
-        from modelgen.merge_request import GitLabApi
+        from modelgen.gitops.merge_request import GitLabApi
 
         api = GitLabApi.from_environment(args.gitlab_url, settings.repo_url, args.gitlab_project)
     result = init_gitops(target, settings, merge_request=args.merge_request, api=api)
@@ -101,7 +101,7 @@ def _init_gitops(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from modelgen.gitops import GitopsRepo, list_models
+    from modelgen.gitops.repo import GitopsRepo, list_models
 
     rows = [
         (m.name, m.version, m.owner, m.runtime, ",".join(m.environments), m.sha256[:12], m.last_commit)
@@ -115,7 +115,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from modelgen.gitops import GitopsRepo, remove_model
+    from modelgen.gitops.repo import GitopsRepo, remove_model
 
     repo = GitopsRepo.open(args.gitops)
     print(remove_model(repo, args.name, merge_request=args.merge_request, api=_api(args, repo)).message)
@@ -123,8 +123,8 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from modelgen.gitops import GitopsRepo
-    from modelgen.upgrade import upgrade
+    from modelgen.gitops.repo import GitopsRepo
+    from modelgen.gitops.upgrade import upgrade
 
     if bool(args.names) == bool(args.all):
         raise ModelgenError("name the models to upgrade, or pass --all (not both)")
@@ -141,10 +141,10 @@ def _upgrade(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace) -> int:
     import json
 
-    from modelgen.drift import profile
-    from modelgen.manifest import load
-    from modelgen.monitor import read_rows
-    from modelgen.reference import profile_columns
+    from modelgen.manifest.loader import load
+    from modelgen.monitoring.drift import profile
+    from modelgen.monitoring.monitor import read_rows
+    from modelgen.monitoring.reference import profile_columns
 
     manifest = load(args.manifest)
     rows = read_rows(Path(args.reference))
@@ -157,8 +157,16 @@ def _profile(args: argparse.Namespace) -> int:
 def _monitor(args: argparse.Namespace) -> int:
     import json
 
-    from modelgen.drift import compare
-    from modelgen.monitor import PREDICTION, notify, read_input_log, read_rows, summary, window_seconds, write_reports
+    from modelgen.monitoring.drift import compare
+    from modelgen.monitoring.monitor import (
+        PREDICTION,
+        notify,
+        read_input_log,
+        read_rows,
+        summary,
+        window_seconds,
+        write_reports,
+    )
 
     try:
         reference = json.loads(Path(args.profile).read_text("utf-8"))
@@ -195,12 +203,12 @@ def _monitor(args: argparse.Namespace) -> int:
 def _retrain(args: argparse.Namespace) -> int:
     import tempfile
 
-    from modelgen.gitops import GitopsRepo
+    from modelgen.gitops.repo import GitopsRepo
 
     repo = GitopsRepo.open(args.gitops)
     if not (args.local or args.from_output):
         return _retrain_job(args, repo)
-    from modelgen.retrain import retrain
+    from modelgen.monitoring.retrain import retrain
 
     with tempfile.TemporaryDirectory(prefix="modelgen-retrain-") as tmp:
         result = retrain(
@@ -223,7 +231,7 @@ def _retrain_job(args: argparse.Namespace, repo) -> int:
     """The project's training Job, created in the cluster with kubectl (or printed)."""
     import subprocess
 
-    from modelgen.gitops import MODELS
+    from modelgen.gitops.repo import MODELS
 
     path = f"{MODELS}/{args.name}/training/job.yaml"
     job = repo.read([path]).get(path)
@@ -248,7 +256,7 @@ def _thresholds(text: str | None) -> dict[str, float] | None:
     """``--thresholds`` JSON, with the manifest's names (pValue) or drift's (p_value)."""
     import json
 
-    from modelgen.drift import DEFAULT_THRESHOLDS, THRESHOLD_NAMES
+    from modelgen.monitoring.drift import DEFAULT_THRESHOLDS, THRESHOLD_NAMES
 
     if not text:
         return None
@@ -271,8 +279,8 @@ def _thresholds(text: str | None) -> dict[str, float] | None:
 def _webhook_serve(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
-    from modelgen.registry import registry_for
-    from modelgen.webhook import SECRET_VARIABLE, Webhook, serve
+    from modelgen.registry.backends import registry_for
+    from modelgen.registry.webhook import SECRET_VARIABLE, Webhook, serve
 
     if not args.registry:
         raise ModelgenError(f"--registry (or ${REGISTRY_VARIABLE}) is required: the registry Nexus notifies about")
@@ -296,7 +304,7 @@ def _webhook_serve(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace, repo):
     if not args.merge_request:
         return None
-    from modelgen.merge_request import GitLabApi
+    from modelgen.gitops.merge_request import GitLabApi
 
     return GitLabApi.from_environment(args.gitlab_url, repo.settings.repo_url, args.gitlab_project)
 
@@ -307,7 +315,7 @@ def _as_url(target: str) -> str:
 
 
 def _docs(args: argparse.Namespace) -> int:
-    from modelgen.docs import manifest_reference
+    from modelgen.manifest.docs import manifest_reference
 
     text = manifest_reference()
     if args.output:

@@ -25,12 +25,12 @@ from ruamel.yaml.error import YAMLError
 
 from modelgen import __version__
 from modelgen.errors import ModelgenError
-from modelgen.git import Changes, Entry, Git, GitError, push
-from modelgen.gitops_scaffold import CONFIG_FILE, GitopsSettings, parse_settings, scaffold
-from modelgen.manifest import Manifest
-from modelgen.merge_request import GitLabApi, MergeRequest
-from modelgen.reference import project_files
-from modelgen.render import RECORD, Files, template_files, template_version
+from modelgen.gitops.git import Changes, Entry, Git, GitError, push
+from modelgen.gitops.merge_request import GitLabApi, MergeRequest
+from modelgen.gitops.scaffold import CONFIG_FILE, GitopsSettings, parse_settings, scaffold
+from modelgen.manifest.loader import Manifest
+from modelgen.render.pipeline import project_files
+from modelgen.render.templates import RECORD, Files, template_files, template_version
 
 log = logging.getLogger(__name__)
 

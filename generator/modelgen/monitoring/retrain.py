@@ -30,11 +30,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from modelgen.errors import ModelgenError
-from modelgen.gitops import MODELS, GitopsRepo, Published, publish_model
-from modelgen.manifest import Manifest, load
-from modelgen.merge_request import GitLabApi
-from modelgen.project import project_manifest
-from modelgen.registry import registry_for
+from modelgen.gitops.merge_request import GitLabApi
+from modelgen.gitops.repo import MODELS, GitopsRepo, Published, publish_model
+from modelgen.manifest.loader import Manifest, load
+from modelgen.registry.backends import registry_for
+from modelgen.render.project import project_manifest
 
 REFERENCES = ("reference.csv", "reference.jsonl", "reference.parquet")
 
@@ -78,7 +78,7 @@ def retrain(
         artifact = _read(output / artifact_name, f"the training script wrote no {artifact_name} into {output}")
         metrics = read_metrics(output)
 
-        from modelgen.deploy import next_version
+        from modelgen.notebook.deploy import next_version
 
         store = registry_for(registry or training["registry"] or registry_root(manifest.artifact["uri"]))
         version = next_version(name, repo, store, manifest.artifact["format"])

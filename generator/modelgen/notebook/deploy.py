@@ -28,10 +28,10 @@ from typing import Any
 
 from modelgen import __version__
 from modelgen.errors import ModelgenError
-from modelgen.infer import input_columns, sample_records
-from modelgen.manifest import load
-from modelgen.manifest_writer import write_handover
-from modelgen.registry import VERSION, check_name, check_version, registry_for
+from modelgen.manifest.infer import input_columns, sample_records
+from modelgen.manifest.loader import load
+from modelgen.manifest.writer import write_handover
+from modelgen.registry.backends import VERSION, check_name, check_version, registry_for
 
 REGISTRY_VARIABLE = "MODELGEN_REGISTRY"
 GITOPS_VARIABLE = "MODELGEN_GITOPS"
@@ -143,7 +143,7 @@ def deploy(
 
     repo = None
     if gitops_url is not None:
-        from modelgen.gitops import GitopsRepo
+        from modelgen.gitops.repo import GitopsRepo
 
         repo = GitopsRepo.open(gitops_url)
     version = check_version(version) if version else next_version(name, repo, store, format)
@@ -205,8 +205,8 @@ def deploy(
     branch = url = None
     message = f"uploaded {artifact.uri}; manifest at {path}"
     if repo is not None:
-        from modelgen.gitops import publish_model
-        from modelgen.merge_request import GitLabApi
+        from modelgen.gitops.merge_request import GitLabApi
+        from modelgen.gitops.repo import publish_model
 
         api = GitLabApi.from_environment(None, repo.settings.repo_url) if merge_request else None
         published = publish_model(repo, checked, merge_request=merge_request, api=api)
@@ -367,7 +367,7 @@ def next_version(name: str, repo: Any, store: Any, format: str) -> str:
     """One patch above the highest version the GitOps repository or its branches know, and free in the registry."""
     known: list[tuple[int, int, int]] = []
     if repo is not None:
-        from modelgen.gitops import deployed
+        from modelgen.gitops.repo import deployed
 
         on_target = deployed(repo, name, repo.head) if repo.head else None
         if on_target:
@@ -402,7 +402,7 @@ elif fmt == "skops":
     model = skops.io.load(path, trusted=args["trusted"])
 else:
     model = pickle.loads(path.read_bytes())
-from modelgen.infer import service_frame
+from modelgen.manifest.infer import service_frame
 out = {}
 for label, frame in (("sample", args["frame"]), ("service", service_frame(args["records"], args["columns"]))):
     out[label] = {m: getattr(model, m)(frame) for m in args["methods"]}
@@ -425,7 +425,7 @@ def check_round_trip(
     and on the rows rebuilt from JSON the way the service rebuilds them."""
     import numpy as np
 
-    from modelgen.infer import service_frame
+    from modelgen.manifest.infer import service_frame
 
     methods = sorted({"predict", METHOD.get(output["type"], "decision_function")} & set(dir(model)))
     expected = {
@@ -516,7 +516,7 @@ def _git_email() -> str | None:
 
 
 def _out_dir(name: str, version: str) -> Path:
-    from modelgen.gitops import cache_root
+    from modelgen.gitops.repo import cache_root
 
     return cache_root() / "deployments" / name / version
 

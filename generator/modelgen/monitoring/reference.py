@@ -21,22 +21,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from modelgen.errors import ModelgenError
-from modelgen.manifest import Manifest
-from modelgen.render import CODE_DIR, Files, context, render, render_inputs, render_verbatim, templates_dir
+from modelgen.manifest.loader import Manifest
+from modelgen.render.templates import CODE_DIR, Files, context, render_inputs, render_verbatim, templates_dir
 
 # The column of the service's CSV answer the drift job follows, per output type.
 MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
 SCORING_TIMEOUT = 600
 
 
-def project_files(manifest: Manifest, **options: Any) -> Files:
-    """``render`` with the reference profile computed first when the manifest asks for monitoring."""
-    return render(manifest, profile=reference_profile(manifest) if manifest.monitoring else None, **options)
-
-
 def reference_profile(manifest: Manifest) -> dict[str, Any]:
     """Profile ``spec.monitoring.reference`` of ``manifest``, predictions included."""
-    from modelgen.drift import profile
+    from modelgen.monitoring.drift import profile
 
     rows, where = reference_rows(manifest)
     columns = profile_columns(manifest, rows, f"spec.monitoring.reference {where}")
@@ -63,14 +58,14 @@ def profile_columns(manifest: Manifest, rows: Any, where: str) -> list[dict[str,
 
 def reference_rows(manifest: Manifest) -> tuple[Any, str]:
     """The reference rows as a DataFrame, and where they came from (for messages)."""
-    from modelgen.monitor import read_rows
+    from modelgen.monitoring.monitor import read_rows
 
     reference = manifest.monitoring["reference"]
     parts = urlsplit(reference)
     if parts.scheme in ("http", "https"):
         import requests
 
-        from modelgen.registry import PASSWORD_VARIABLE, USERNAME_VARIABLE
+        from modelgen.registry.backends import PASSWORD_VARIABLE, USERNAME_VARIABLE
 
         # The registry's credentials if set (else requests falls back to ~/.netrc).
         user, password = os.environ.get(USERNAME_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
@@ -97,7 +92,7 @@ def reference_rows(manifest: Manifest) -> tuple[Any, str]:
 
 def score(manifest: Manifest, project: Files, rows: Any) -> list[Any]:
     """The monitored prediction of each reference row, from the project's batch entry point."""
-    from modelgen.registry import fetch
+    from modelgen.registry.backends import fetch
 
     artifact = manifest.artifact
     data = fetch(artifact["uri"], artifact["sha256"])

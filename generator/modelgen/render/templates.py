@@ -23,7 +23,7 @@ from jinja2 import Template, TemplateError
 
 from modelgen import __version__
 from modelgen.errors import RenderError
-from modelgen.manifest import Manifest
+from modelgen.manifest.loader import Manifest
 
 PYTHON_VERSION = "3.11"
 # Where BuildConfigs clone the model project from; `init-gitops` settings replace it.
@@ -45,7 +45,7 @@ def templates_dir() -> Path:
     """
     if os.environ.get(TEMPLATES_VARIABLE):
         return Path(os.environ[TEMPLATES_VARIABLE])
-    checkout = Path(__file__).resolve().parents[2] / "cookiecutters"
+    checkout = Path(__file__).resolve().parents[3] / "cookiecutters"
     if (checkout / COMMON).is_dir():
         return checkout
     return Path(str(resources.files("modelgen"))) / "_templates"
@@ -59,7 +59,7 @@ OVERLAY = "overlay"
 RECORD = ".modelgen.json"
 SAMPLE = "tests/sample.json"
 CODE_DIR = "model_code"
-# The reference profile (computed by modelgen.reference when the manifest has spec.monitoring)
+# The reference profile (computed by modelgen.monitoring.reference when the manifest has spec.monitoring)
 # and the training script: kept in the project, never re-rendered.
 PROFILE = "deploy/base/monitoring/profile.json"
 TRAINING_DIR = "training"
@@ -122,9 +122,9 @@ def render(
     """Render the project for ``manifest``; keys are POSIX paths relative to the project root.
 
     A manifest with ``spec.monitoring`` needs its reference ``profile`` (see
-    ``modelgen.reference``); ``tools_image`` is the image with modelgen that runs the drift job.
+    ``modelgen.monitoring.reference``); ``tools_image`` is the image with modelgen that runs the drift job.
 
-    >>> from modelgen.manifest import load
+    >>> from modelgen.manifest.loader import load
     >>> files = render(load("model.yaml"))  # doctest: +SKIP
     >>> sorted(files)[:2]
     ['.gitlab-ci.yml', '.modelgen.json']
@@ -144,7 +144,7 @@ def _monitoring_context(manifest: Manifest, profile: dict[str, Any] | None) -> d
     monitoring = manifest.monitoring
     if not monitoring or profile is None:
         return None
-    from modelgen.drift import THRESHOLD_NAMES
+    from modelgen.monitoring.drift import THRESHOLD_NAMES
 
     return {
         **monitoring,

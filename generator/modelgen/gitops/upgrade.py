@@ -19,8 +19,9 @@ from typing import Any
 
 from modelgen import __version__
 from modelgen.errors import ModelgenError
-from modelgen.git import merge_file
-from modelgen.gitops import (
+from modelgen.gitops.git import merge_file
+from modelgen.gitops.merge_request import GitLabApi, MergeRequest
+from modelgen.gitops.repo import (
     MODELS,
     STORE,
     GitopsError,
@@ -30,9 +31,8 @@ from modelgen.gitops import (
     changes_under,
     store_changes,
 )
-from modelgen.merge_request import GitLabApi, MergeRequest
-from modelgen.project import project_manifest, record
-from modelgen.render import PROFILE, Files, context, is_verbatim, render, render_inputs, template_version
+from modelgen.render.project import project_manifest, record
+from modelgen.render.templates import PROFILE, Files, context, is_verbatim, render, render_inputs, template_version
 
 log = logging.getLogger(__name__)
 

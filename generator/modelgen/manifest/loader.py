@@ -42,7 +42,7 @@ DEFAULT_ENVIRONMENTS = ("dev", "prod")
 @cache
 def schema() -> dict[str, Any]:
     """The JSON Schema of ``modelgen/v1`` manifests (the reference for every field)."""
-    text = resources.files("modelgen").joinpath("schema/model-v1.json").read_text("utf-8")
+    text = resources.files("modelgen.manifest").joinpath("schema/model-v1.json").read_text("utf-8")
     return json.loads(text)
 
 

@@ -19,8 +19,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from modelgen.errors import ManifestError, ModelgenError, Problem
-from modelgen.manifest import Manifest, load
-from modelgen.render import CODE_DIR, RECORD, SAMPLE, TRAINING_DIR
+from modelgen.manifest.loader import Manifest, load
+from modelgen.render.templates import CODE_DIR, RECORD, SAMPLE, TRAINING_DIR
 
 MANIFEST = "model.yaml"
 

@@ -25,10 +25,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from modelgen.errors import ManifestError, ModelgenError, RegistryError
-from modelgen.gitops import GitopsRepo, publish_model
-from modelgen.manifest import load
-from modelgen.merge_request import GitLabApi
-from modelgen.registry import ArtifactMissing, HttpRegistry, LocalRegistry
+from modelgen.gitops.merge_request import GitLabApi
+from modelgen.gitops.repo import GitopsRepo, publish_model
+from modelgen.manifest.loader import load
+from modelgen.registry.backends import ArtifactMissing, HttpRegistry, LocalRegistry
 
 log = logging.getLogger(__name__)
 

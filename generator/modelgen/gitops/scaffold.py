@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from modelgen.errors import ModelgenError, RenderError
-from modelgen.render import DEFAULT_TOOLS_IMAGE
+from modelgen.render.templates import DEFAULT_TOOLS_IMAGE
 
 Files = dict[str, bytes]
 CONFIG_FILE = "gitops.yaml"
@@ -149,7 +149,7 @@ def ci_dir() -> Path:
 
 
 def _source(name: str) -> Path:
-    checkout = Path(__file__).resolve().parents[2] / name
+    checkout = Path(__file__).resolve().parents[3] / name
     if checkout.is_dir():
         return checkout
     return Path(str(resources.files("modelgen"))) / f"_{name}"

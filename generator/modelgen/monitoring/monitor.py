@@ -16,8 +16,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from modelgen.drift import FeatureReport, Report
 from modelgen.errors import ModelgenError
+from modelgen.monitoring.drift import FeatureReport, Report
 
 log = logging.getLogger(__name__)
 

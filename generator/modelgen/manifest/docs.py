@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelgen.manifest import (
+from modelgen.manifest.loader import (
     DEFAULT_ENVIRONMENTS,
     MAX_SAMPLE_PROBLEMS,
     OUTPUTS_BY_TASK,

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from modelgen.errors import OutputError
-from modelgen.render import Files
+from modelgen.render.templates import Files
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""After deployment: the reference profile, drift statistics and reports, notifications, retraining."""

@@ -1,0 +1,1 @@
+"""``modelgen.deploy()``: ship a trained model from a notebook (round trip, manifest, upload, merge request)."""
