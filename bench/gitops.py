@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "generator"))
 
 from modelgen.gitops.repo import GitopsRepo, model_changes  # noqa: E402
-from modelgen.manifest.loader import load  # noqa: E402
+from modelgen.manifest import load  # noqa: E402
 from modelgen.render.templates import templates_dir  # noqa: E402
 
 MODELGEN = Path(sys.executable).parent / "modelgen"

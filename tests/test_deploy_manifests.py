@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 import modelgen
-from modelgen.manifest.loader import load
+from modelgen.manifest import load
 from modelgen.monitoring.drift import profile
 from modelgen.monitoring.reference import profile_columns
 from modelgen.render.output import write_project

@@ -26,7 +26,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def columns(penguins_manifest):
-    from modelgen.manifest.loader import load
+    from modelgen.manifest import load
 
     return [
         {"name": c.name, "type": c.type, "categories": list(c.categories or [])}

@@ -11,7 +11,7 @@ import pytest
 
 from modelgen.api import generate
 from modelgen.errors import OutputError, RenderError
-from modelgen.manifest.loader import load
+from modelgen.manifest import load
 from modelgen.render import templates as render_module
 from modelgen.render.output import write_project
 from modelgen.render.templates import render

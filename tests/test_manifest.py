@@ -6,6 +6,7 @@ file, which is printed with numbers when a case fails), run in a copy of its fol
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,19 @@ import pytest
 
 from modelgen.cli import main
 from modelgen.errors import ManifestError
-from modelgen.manifest import docs
-from modelgen.manifest.loader import PATTERN_MEANINGS, Column, Environment, load, schema
+from modelgen.manifest import (
+    PATTERN_MEANINGS,
+    Artifact,
+    Column,
+    Environment,
+    Output,
+    Serving,
+    docs,
+    load,
+    load_text,
+    schema,
+)
+from modelgen.manifest.model import Autoscaling, Monitoring, Notify, Resources, Training
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "manifests"
@@ -78,47 +90,47 @@ def test_valid_manifest_is_typed_with_defaults(folder):
     assert m.labels == {"team": "data-science"}
     assert (m.runtime, m.framework, m.task) == ("python", "xgboost", "classification")
     assert m.base_dir == folder
-    assert m.artifact == {
-        "secret": "model-registry",
-        "uri": "https://nexus.example.com/repository/models/penguin-species/1.2.0/model.joblib",
-        "sha256": "0123456789abcdef" * 4,
-        "format": "joblib",
-    }
-    assert m.requirements == ["scikit-learn==1.5.2", "xgboost==2.1.1"]
-    assert m.code == ["features.py"]
-    assert m.columns == [
+    assert m.artifact == Artifact(
+        secret="model-registry",
+        uri="https://nexus.example.com/repository/models/penguin-species/1.2.0/model.joblib",
+        sha256="0123456789abcdef" * 4,
+        format="joblib",
+    )
+    assert m.requirements == ("scikit-learn==1.5.2", "xgboost==2.1.1")
+    assert m.code == ("features.py",)
+    assert m.columns == (
         Column("island", "string", nullable=True, categories=("Biscoe", "Dream", "Torgersen")),
         Column("bill_length_mm", "number", nullable=True),
         Column("year", "integer"),
         Column("sex", "string", categories=("female", "male"), strict=True),
-    ]
-    assert m.output == {"type": "probabilities", "classes": ["Adelie", "Chinstrap", "Gentoo"]}
-    assert m.serving == {
-        "server": "gunicorn",
-        "workers": None,
-        "maxRequestBytes": 10485760,
-        "timeoutSeconds": 60,
-        "replicas": 3,
-        "autoscaling": {"min": 2, "max": 6, "cpu": 70},
-        "resources": {"cpu": "500m", "memory": "1Gi"},
-        "host": "penguins.apps.example.com",
-    }
-    assert m.environments == [
+    )
+    assert m.output == Output("probabilities", ("Adelie", "Chinstrap", "Gentoo"))
+    assert m.serving == Serving(
+        server="gunicorn",
+        workers=None,
+        max_request_bytes=10485760,
+        timeout_seconds=60,
+        replicas=3,
+        autoscaling=Autoscaling(min=2, max=6, cpu=70),
+        resources=Resources(cpu="500m", memory="1Gi"),
+        host="penguins.apps.example.com",
+    )
+    assert m.environments == (
         Environment(
             name="dev",
             replicas=3,
-            autoscaling={"min": 2, "max": 6, "cpu": 70},
-            resources={"cpu": "500m", "memory": "1Gi"},
+            autoscaling=Autoscaling(min=2, max=6, cpu=70),
+            resources=Resources(cpu="500m", memory="1Gi"),
             host="",
         ),
         Environment(
             name="prod",
             replicas=4,
-            autoscaling={"min": 3, "max": 6, "cpu": 70},
-            resources={"cpu": "500m", "memory": "2Gi"},
+            autoscaling=Autoscaling(min=3, max=6, cpu=70),
+            resources=Resources(cpu="500m", memory="2Gi"),
             host="penguins.apps.example.com",
         ),
-    ]
+    )
     assert m.sample[1] == {"island": None, "bill_length_mm": None, "year": 2008.0, "sex": "female"}
     assert m.text == VALID_TEXT
     assert type(m.raw["spec"]["serving"]["replicas"]) is int  # plain types, not ruamel's
@@ -141,26 +153,69 @@ def test_minimal_manifest_takes_every_default(folder):
     (folder / "data").mkdir()
     (folder / "data" / "rows.json").write_text('[{"x": 1.5}]')
     m = load("model.yaml")
-    assert (m.framework, m.code, m.description, m.labels) == ("sklearn", [], "", {})
-    assert m.artifact["secret"] == "model-registry"
-    assert m.columns == [Column("x", "number")]
-    assert m.serving == {
-        "server": "gunicorn",
-        "workers": None,
-        "maxRequestBytes": 10 * 1024 * 1024,
-        "timeoutSeconds": 60,
-        "replicas": 2,
-        "autoscaling": {"min": 2, "max": 10, "cpu": 70},
-        "resources": {"cpu": "1", "memory": "1Gi"},
-        "host": "",
-    }
-    default = {"replicas": 2, "autoscaling": {"min": 2, "max": 10, "cpu": 70}}
-    resources = {"cpu": "1", "memory": "1Gi"}
-    assert m.environments == [
+    assert (m.framework, m.code, m.description, m.labels) == ("sklearn", (), "", {})
+    assert m.artifact.secret == "model-registry"
+    assert m.columns == (Column("x", "number"),)
+    assert m.serving == Serving(
+        server="gunicorn",
+        workers=None,
+        max_request_bytes=10 * 1024 * 1024,
+        timeout_seconds=60,
+        replicas=2,
+        autoscaling=Autoscaling(min=2, max=10, cpu=70),
+        resources=Resources(cpu="1", memory="1Gi"),
+        host="",
+    )
+    default = {"replicas": 2, "autoscaling": Autoscaling(min=2, max=10, cpu=70)}
+    resources = Resources(cpu="1", memory="1Gi")
+    assert m.environments == (
         Environment(name="dev", **default, resources=resources, host=""),
         Environment(name="prod", **default, resources=resources, host=""),
-    ]
+    )
+    assert (m.monitoring, m.training) == (None, None)
     assert m.sample == [{"x": 1.5}]
+
+
+def test_defaults_come_from_the_schema(folder, monkeypatch):
+    # One source: change a default in the schema and the typed manifest follows.
+    from modelgen.manifest import validate
+
+    changed = json.loads(json.dumps(schema()))
+    changed["properties"]["spec"]["properties"]["serving"]["properties"]["timeoutSeconds"]["default"] = 7
+    monkeypatch.setattr(validate, "schema", lambda: changed)
+    from modelgen.manifest import loader
+
+    monkeypatch.setattr(loader, "schema", lambda: changed)
+    assert load("model.yaml").serving.timeout_seconds == 7
+
+
+def test_training_and_monitoring_take_their_own_defaults(folder):
+    edit(
+        folder,
+        [
+            (
+                "  environments:",
+                "  monitoring: {reference: sample.json}\n"
+                "  training: {script: features.py, data: s3://x}\n"
+                "  environments:",
+            )
+        ],
+    )
+    m = load("model.yaml")
+    assert m.training == Training("features.py", "s3://x", {}, "", "", Resources(cpu="1", memory="2Gi"))
+    assert m.monitoring == Monitoring(
+        "sample.json", 0.1, "1Gi", "0 6 * * *", "24h", {}, Notify(("jane.doe@example.com",), "", "")
+    )
+
+
+def test_a_manifest_read_without_its_files(folder):
+    # As `list` reads one at a commit of the GitOps repository: files are not there, rules are.
+    text = edit(folder, [("{name: year, type: integer}", "{name: year, type: integer, categories: [a]}")])
+    with pytest.raises(ManifestError, match="categories on a integer column"):
+        load_text(text, "models/x/model.yaml")
+    m = load_text(VALID_TEXT, "models/x/model.yaml")
+    assert (m.name, m.sample, m.code) == ("penguin-species", [], ("features.py",))
+    assert m.path == Path("models/x/model.yaml")
 
 
 def test_yaml_anchors_and_merge_keys_are_allowed(folder):
@@ -171,7 +226,7 @@ def test_yaml_anchors_and_merge_keys_are_allowed(folder):
             ("      autoscaling: {min: 3}", "      autoscaling: {<<: *scaling, min: 3}"),
         ],
     )
-    assert load("model.yaml").environments[1].autoscaling == {"min": 3, "max": 6, "cpu": 70}
+    assert load("model.yaml").environments[1].autoscaling == Autoscaling(min=3, max=6, cpu=70)
 
 
 # ---------------------------------------------------------------------------- broken manifests
@@ -952,7 +1007,8 @@ def test_docs_page_is_the_generated_reference():
 def test_docs_page_covers_every_schema_property():
     page = docs.manifest_reference()
     paths = schema_property_paths()
-    assert len(paths) == 88
+    assert len(paths) == 90  # spec.training.resources has fields of its own (their defaults differ)
+    assert "spec.training.resources.memory" in paths
     assert "metadata.provenance.metrics" in paths and "spec.artifact.trusted" in paths
     assert "spec.environments[].host" in paths and "spec.serving.autoscaling.cpu" in paths
     missing = [p for p in paths if f"| `{p}` |" not in page]

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from modelgen.errors import ModelgenError, RegistryError
+from modelgen.manifest import load, schema
 from modelgen.manifest.infer import input_columns, sample_records, service_frame
-from modelgen.manifest.loader import load, schema
 from modelgen.manifest.writer import manifest_text, write_handover
 from modelgen.registry import backends as registry_module
 from modelgen.registry.backends import Artifact, LocalRegistry, add_registry_arguments

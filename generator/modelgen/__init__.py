@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from modelgen.api import generate  # noqa: E402
 from modelgen.errors import ManifestError, ModelgenError  # noqa: E402
-from modelgen.manifest.loader import load  # noqa: E402
+from modelgen.manifest import load  # noqa: E402
 from modelgen.notebook.deploy import Deployment, deploy  # noqa: E402
 
 __all__ = ["Deployment", "ManifestError", "ModelgenError", "__version__", "deploy", "generate", "load"]

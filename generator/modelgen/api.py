@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelgen.manifest.loader import load
+from modelgen.manifest import load
 from modelgen.render.output import write_project
 from modelgen.render.pipeline import project_files
 

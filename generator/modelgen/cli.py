@@ -23,7 +23,7 @@ REGISTRY_VARIABLE = "MODELGEN_REGISTRY"  # the default for --registry
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from modelgen.manifest.loader import load
+    from modelgen.manifest import load
     from modelgen.render.project import is_project, project_manifest, read_project
 
     for target in args.manifest:
@@ -52,7 +52,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _generate_into_gitops(args: argparse.Namespace) -> int:
     from modelgen.gitops.repo import GitopsRepo, publish_model
-    from modelgen.manifest.loader import load
+    from modelgen.manifest import load
 
     manifest = load(args.manifest)  # every manifest problem is reported before the repository is fetched
     repo = GitopsRepo.open(args.gitops)
@@ -63,7 +63,7 @@ def _generate_into_gitops(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     from modelgen.gitops.repo import GitopsRepo, diff_model
-    from modelgen.manifest.loader import load
+    from modelgen.manifest import load
 
     manifest = load(args.manifest)
     text = diff_model(GitopsRepo.open(args.gitops), manifest)
@@ -141,7 +141,7 @@ def _upgrade(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace) -> int:
     import json
 
-    from modelgen.manifest.loader import load
+    from modelgen.manifest import load
     from modelgen.monitoring.drift import profile
     from modelgen.monitoring.monitor import read_rows
     from modelgen.monitoring.reference import profile_columns

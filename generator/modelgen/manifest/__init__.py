@@ -1,6 +1,38 @@
 """The manifest (``model.yaml``): its JSON Schema, the one reader that types it, the rules the
-schema cannot state, and the writers that produce a manifest from a trained model."""
+schema cannot state, and the writers that produce a manifest from a trained model.
 
-from modelgen.manifest.loader import Column, Environment, Manifest, load, schema
+``loader`` reads (``document`` → ``validate`` → ``rules`` → ``model``); ``messages`` words the
+problems; ``infer`` and ``writer`` make a manifest from a trained model; ``docs`` documents it.
+"""
 
-__all__ = ["Column", "Environment", "Manifest", "load", "schema"]
+from modelgen.manifest.loader import NamedFiles, load, load_text, named_files
+from modelgen.manifest.messages import PATTERN_MEANINGS
+from modelgen.manifest.model import (
+    Artifact,
+    Column,
+    Environment,
+    Manifest,
+    Monitoring,
+    Output,
+    Serving,
+    Training,
+)
+from modelgen.manifest.validate import default, schema
+
+__all__ = [
+    "PATTERN_MEANINGS",
+    "Artifact",
+    "Column",
+    "Environment",
+    "Manifest",
+    "Monitoring",
+    "NamedFiles",
+    "Output",
+    "Serving",
+    "Training",
+    "load",
+    "load_text",
+    "named_files",
+    "default",
+    "schema",
+]

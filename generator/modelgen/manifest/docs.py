@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelgen.manifest.loader import (
-    DEFAULT_ENVIRONMENTS,
-    MAX_SAMPLE_PROBLEMS,
-    OUTPUTS_BY_TASK,
-    PATTERN_MEANINGS,
-    schema,
-)
+from modelgen.manifest.messages import PATTERN_MEANINGS
+from modelgen.manifest.model import OUTPUTS_BY_TASK
+from modelgen.manifest.rules import MAX_SAMPLE_PROBLEMS
+from modelgen.manifest.validate import schema
 
 # A complete manifest using every field; tests/test_manifest.py checks that it loads.
 EXAMPLE = """\
@@ -260,13 +257,25 @@ def _flow(value: Any) -> str:
 
 
 def _allowed(node: dict[str, Any], path: str) -> str:
-    parts: list[str] = []
+    """What the Allowed column says of one field: its values, bounds, then what its items or fields are."""
+    parts = [*_values(node), *_bounds(node)]
+    inner = _inner(node, path)
+    return "; ".join([*parts, inner] if inner else parts)
+
+
+def _values(node: dict[str, Any]) -> list[str]:
+    parts = []
     if "const" in node:
         parts.append(f"`{node['const']}`")
     if "enum" in node:
         parts.append(", ".join(f"`{_flow(v)}`" for v in node["enum"]))
     if "pattern" in node:
         parts.append(PATTERN_MEANINGS[node["pattern"]])
+    return parts
+
+
+def _bounds(node: dict[str, Any]) -> list[str]:
+    parts = []
     if "minimum" in node and "maximum" in node:
         parts.append(f"{node['minimum']} to {node['maximum']}")
     elif "minimum" in node:
@@ -279,21 +288,26 @@ def _allowed(node: dict[str, Any], path: str) -> str:
         parts.append(f"at least {node['minItems']} item{'s' if node['minItems'] > 1 else ''}")
     if node.get("uniqueItems"):
         parts.append("no duplicates")
+    return parts
+
+
+def _inner(node: dict[str, Any], path: str) -> str:
+    """A list's items or a mapping's fields: inline when short, else a pointer to their own table."""
     if node.get("type") == "array" and "items" in node:
         items = node["items"]
         if _mapping_branch(items) is not None:
-            parts.append(f"items: see `{path}[]`")
-        elif "oneOf" not in items:
+            return f"items: see `{path}[]`"
+        if "oneOf" not in items:
             inner = _allowed(items, path)
-            if inner:
-                parts.append(f"items: {inner}")
-    elif node.get("type") == "object" and "properties" in node:
-        parts.append(f"fields: see `{path}`")
-    elif node.get("type") == "object" and isinstance(node.get("additionalProperties"), dict):
+            return f"items: {inner}" if inner else ""
+        return ""
+    if node.get("type") == "object" and "properties" in node:
+        return f"fields: see `{path}`"
+    if node.get("type") == "object" and isinstance(node.get("additionalProperties"), dict):
         keys = PATTERN_MEANINGS[node["propertyNames"]["pattern"]] if "propertyNames" in node else "any name"
         values = _allowed(node["additionalProperties"], path)
-        parts.append(f"keys: {keys}; values: {values}")
-    return "; ".join(parts)
+        return f"keys: {keys}; values: {values}"
+    return ""
 
 
 def _sentence(text: str) -> str:
@@ -309,7 +323,8 @@ def _rules() -> str:
     by_task = "\n".join(
         f"| `{task}` | {', '.join(f'`{o}`' for o in outputs)} |" for task, outputs in OUTPUTS_BY_TASK.items()
     )
-    defaults = " and ".join(f"`{name}`" for name in DEFAULT_ENVIRONMENTS)
+    environments = schema()["properties"]["spec"]["properties"]["environments"]["default"]
+    defaults = " and ".join(f"`{name}`" for name in environments)
     return f"""## Rules beyond the schema
 
 `modelgen validate` also checks what JSON Schema cannot express:

@@ -179,9 +179,6 @@ def compare(
     thresholds: Mapping[str, float] | None = None,
 ) -> Report:
     """How the live rows (a DataFrame) differ from the ``reference`` profile, feature by feature."""
-    import numpy as np
-    from scipy import stats
-
     limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     reports = []
     for name, ref in reference["features"].items():
@@ -189,52 +186,69 @@ def compare(
             continue  # a column the logs do not hold: nothing to compare
         values = live[name]
         missing_live = float(values.isna().mean()) if len(values) else 0.0
-        present = values.dropna()
-        if ref["kind"] == "numeric":
-            numbers = present.astype(float).to_numpy()
-            edges = ref["edges"]
-            shares = _shares(np.searchsorted(edges, numbers, side="left"), len(edges) + 1)
-            psi = _psi(ref["frequencies"], shares)
-            p_value = float(stats.ks_2samp(ref["sample"], numbers).pvalue) if len(numbers) and ref["sample"] else None
-            labels = _bin_labels(edges)
-            report = FeatureReport(
-                name, "numeric", psi, p_value, ref["missing"], missing_live,
-                reference=dict(zip(labels, ref["frequencies"], strict=True)),
-                live=dict(zip(labels, shares, strict=True)),
-                mean_reference=ref["mean"], mean_live=float(numbers.mean()) if len(numbers) else None,
-            )  # fmt: skip
-        else:
-            counts = present.map(_category).value_counts()
-            total = int(counts.sum())
-            known = set(ref["frequencies"]) | set(ref.get("declared", []))
-            unseen = {str(k): int(v) for k, v in counts.items() if str(k) not in known}
-            categories = sorted(set(ref["frequencies"]) | set(unseen))
-            live_shares = {c: (int(counts.get(c, 0)) / total if total else 0.0) for c in categories}
-            ref_shares = {c: ref["frequencies"].get(c, 0.0) for c in categories}
-            psi = _psi(list(ref_shares.values()), list(live_shares.values()))
-            p_value = None
-            if total:
-                expected = np.array([max(ref_shares[c], _EPS) for c in categories])
-                observed = np.array([counts.get(c, 0) for c in categories], dtype=float)
-                p_value = float(stats.chisquare(observed, expected / expected.sum() * observed.sum()).pvalue)
-            report = FeatureReport(
-                name, "categorical", psi, p_value, ref["missing"], missing_live,
-                unseen=unseen, unseen_share=sum(unseen.values()) / total if total else 0.0,
-                reference=ref_shares, live=live_shares,
-            )  # fmt: skip
+        kind = _numeric_report if ref["kind"] == "numeric" else _categorical_report
+        report = kind(name, ref, values.dropna(), missing_live)
         report.reasons = _reasons(report, limits)
         reports.append(report)
     predictions = None
     if live_predictions is not None and reference.get("predictions"):
-        expected = reference["predictions"]
-        predictions = cusum(monitored_values(live_predictions, expected), expected, limits)
-        predictions["kind"] = expected.get("kind", "numeric")
-        if expected.get("kind") == "categorical":
-            labels = [_category(v) for v in live_predictions]
-            predictions["tracked"] = expected["tracked"]
-            predictions["reference"] = expected["frequencies"]
-            predictions["live"] = {k: labels.count(k) / len(labels) for k in sorted(set(labels))} if labels else {}
+        predictions = _predictions_report(reference["predictions"], live_predictions, limits)
     return Report(int(len(live)), reports, limits, predictions)
+
+
+def _numeric_report(name: str, ref: Mapping[str, Any], present: Any, missing_live: float) -> FeatureReport:
+    import numpy as np
+    from scipy import stats
+
+    numbers = present.astype(float).to_numpy()
+    edges = ref["edges"]
+    shares = _shares(np.searchsorted(edges, numbers, side="left"), len(edges) + 1)
+    psi = _psi(ref["frequencies"], shares)
+    p_value = float(stats.ks_2samp(ref["sample"], numbers).pvalue) if len(numbers) and ref["sample"] else None
+    labels = _bin_labels(edges)
+    return FeatureReport(
+        name, "numeric", psi, p_value, ref["missing"], missing_live,
+        reference=dict(zip(labels, ref["frequencies"], strict=True)),
+        live=dict(zip(labels, shares, strict=True)),
+        mean_reference=ref["mean"], mean_live=float(numbers.mean()) if len(numbers) else None,
+    )  # fmt: skip
+
+
+def _categorical_report(name: str, ref: Mapping[str, Any], present: Any, missing_live: float) -> FeatureReport:
+    import numpy as np
+    from scipy import stats
+
+    counts = present.map(_category).value_counts()
+    total = int(counts.sum())
+    known = set(ref["frequencies"]) | set(ref.get("declared", []))
+    unseen = {str(k): int(v) for k, v in counts.items() if str(k) not in known}
+    categories = sorted(set(ref["frequencies"]) | set(unseen))
+    live_shares = {c: (int(counts.get(c, 0)) / total if total else 0.0) for c in categories}
+    ref_shares = {c: ref["frequencies"].get(c, 0.0) for c in categories}
+    psi = _psi(list(ref_shares.values()), list(live_shares.values()))
+    p_value = None
+    if total:
+        expected = np.array([max(ref_shares[c], _EPS) for c in categories])
+        observed = np.array([counts.get(c, 0) for c in categories], dtype=float)
+        p_value = float(stats.chisquare(observed, expected / expected.sum() * observed.sum()).pvalue)
+    return FeatureReport(
+        name, "categorical", psi, p_value, ref["missing"], missing_live,
+        unseen=unseen, unseen_share=sum(unseen.values()) / total if total else 0.0,
+        reference=ref_shares, live=live_shares,
+    )  # fmt: skip
+
+
+def _predictions_report(
+    expected: Mapping[str, Any], live_predictions: Sequence[Any], limits: Mapping[str, float]
+) -> dict[str, Any]:
+    predictions = cusum(monitored_values(live_predictions, expected), expected, limits)
+    predictions["kind"] = expected.get("kind", "numeric")
+    if expected.get("kind") == "categorical":
+        labels = [_category(v) for v in live_predictions]
+        predictions["tracked"] = expected["tracked"]
+        predictions["reference"] = expected["frequencies"]
+        predictions["live"] = {k: labels.count(k) / len(labels) for k in sorted(set(labels))} if labels else {}
+    return predictions
 
 
 def cusum(values: Sequence[float], reference: Mapping[str, float], limits: Mapping[str, float]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from modelgen.errors import ModelgenError
-from modelgen.manifest.loader import Manifest
+from modelgen.manifest import Manifest
 from modelgen.render.templates import CODE_DIR, Files, context, render_inputs, render_verbatim, templates_dir
 
 # The column of the service's CSV answer the drift job follows, per output type.
@@ -60,7 +60,7 @@ def reference_rows(manifest: Manifest) -> tuple[Any, str]:
     """The reference rows as a DataFrame, and where they came from (for messages)."""
     from modelgen.monitoring.monitor import read_rows
 
-    reference = manifest.monitoring["reference"]
+    reference = manifest.monitoring.reference
     parts = urlsplit(reference)
     if parts.scheme in ("http", "https"):
         import requests
@@ -95,13 +95,13 @@ def score(manifest: Manifest, project: Files, rows: Any) -> list[Any]:
     from modelgen.registry.backends import fetch
 
     artifact = manifest.artifact
-    data = fetch(artifact["uri"], artifact["sha256"])
+    data = fetch(artifact.uri, artifact.sha256)
     with tempfile.TemporaryDirectory(prefix="modelgen-score-") as tmp:
         root = Path(tmp)
         for rel, content in project.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(content)
-        (root / f"model.{artifact['format']}").write_bytes(data)
+        (root / artifact.filename).write_bytes(data)
         rows.to_csv(root / "reference.csv", index=False)
         if manifest.runtime == "python":
             command = [sys.executable, "-m", "app.batch", "reference.csv", "predictions.csv"]
@@ -124,7 +124,7 @@ def score(manifest: Manifest, project: Files, rows: Any) -> list[Any]:
                 "requirements installed where modelgen runs."
             )
         text = (root / "predictions.csv").read_text("utf-8")
-    column = MONITORED[manifest.output["type"]]
+    column = MONITORED[manifest.output.type]
     values = [record[column] for record in csv.DictReader(io.StringIO(text))]
     if column in ("value", "score"):
         return [float(v) for v in values]

@@ -32,7 +32,7 @@ from ruamel.yaml.comments import CommentedMap
 from modelgen.errors import ModelgenError
 from modelgen.gitops.merge_request import GitLabApi
 from modelgen.gitops.repo import MODELS, GitopsRepo, Published, publish_model
-from modelgen.manifest.loader import Manifest, load
+from modelgen.manifest import Manifest, load
 from modelgen.registry.backends import registry_for
 from modelgen.render.project import project_manifest
 
@@ -74,14 +74,14 @@ def retrain(
         if training is None:
             raise RetrainError(f"{MODELS}/{name}/model.yaml has no spec.training (script, data, hyperparameters)")
         output = from_output or run_script(manifest, workdir / "output")
-        artifact_name = f"model.{manifest.artifact['format']}"
+        artifact_name = manifest.artifact.filename
         artifact = _read(output / artifact_name, f"the training script wrote no {artifact_name} into {output}")
         metrics = read_metrics(output)
 
         from modelgen.notebook.deploy import next_version
 
-        store = registry_for(registry or training["registry"] or registry_root(manifest.artifact["uri"]))
-        version = next_version(name, repo, store, manifest.artifact["format"])
+        store = registry_for(registry or training.registry or registry_root(manifest.artifact.uri))
+        version = next_version(name, repo, store, manifest.artifact.format)
         published_artifact = store.publish(name, version, artifact_name, artifact)
         reference = None
         if manifest.monitoring:
@@ -107,21 +107,21 @@ def retrain(
 def run_script(manifest: Manifest, output: Path) -> Path:
     """Run ``spec.training.script`` locally with the training contract; returns its output folder."""
     training = manifest.training
-    script = manifest.base_dir / training["script"]
+    script = manifest.base_dir / training.script
     output.mkdir(parents=True, exist_ok=True)
     hyperparameters = output.parent / "hyperparameters.json"
-    hyperparameters.write_text(json.dumps(training["hyperparameters"], indent=1) + "\n", "utf-8")
+    hyperparameters.write_text(json.dumps(training.hyperparameters, indent=1) + "\n", "utf-8")
     interpreter = [sys.executable] if manifest.runtime == "python" else ["Rscript"]
     command = [*interpreter, str(script), "--hyperparameters", str(hyperparameters)]
-    command += ["--data", training["data"], "--output", str(output)]
+    command += ["--data", training.data, "--output", str(output)]
     print(f"training: {' '.join(command)}", file=sys.stderr)
     try:
         # The script's own output goes to the user's terminal: training logs are theirs to read.
         done = subprocess.run(command, cwd=manifest.base_dir, check=False)
     except OSError as err:
-        raise RetrainError(f"cannot run {training['script']}: {err}") from err
+        raise RetrainError(f"cannot run {training.script}: {err}") from err
     if done.returncode != 0:
-        raise RetrainError(f"training script {training['script']} failed (exit {done.returncode}); nothing published")
+        raise RetrainError(f"training script {training.script} failed (exit {done.returncode}); nothing published")
     return output
 
 
@@ -164,15 +164,15 @@ def updated_manifest(
     doc["spec"]["artifact"]["sha256"] = sha256
     training = manifest.training
     provenance = doc["metadata"].setdefault("provenance", {})
-    provenance["data"] = training["data"]
-    provenance["parameters"] = _flow(training["hyperparameters"])
+    provenance["data"] = training.data
+    provenance["parameters"] = _flow(training.hyperparameters)
     if metrics:
         provenance["metrics"] = _flow(metrics)
     elif "metrics" in provenance:
         del provenance["metrics"]  # the old model's numbers would be read as the new one's
     provenance["trainedBy"] = f"{getpass.getuser()}@{socket.gethostname()}"
     provenance["trainedAt"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    provenance["source"] = training["script"]
+    provenance["source"] = training.script
     if reference is not None:
         doc["spec"]["monitoring"]["reference"] = reference
     out = io.StringIO()
@@ -197,7 +197,7 @@ def _publish_reference(manifest: Manifest, output: Path, store: Any, version: st
     for filename in REFERENCES:
         if (output / filename).is_file():
             return store.publish(manifest.name, version, filename, (output / filename).read_bytes()).uri
-    current = manifest.monitoring["reference"]
+    current = manifest.monitoring.reference
     if current.startswith(("http://", "https://", "file://")):
         return None  # a shared reference the new model is compared with as well
     raise RetrainError(

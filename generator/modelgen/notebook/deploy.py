@@ -28,8 +28,9 @@ from typing import Any
 
 from modelgen import __version__
 from modelgen.errors import ModelgenError
+from modelgen.manifest import default, load
 from modelgen.manifest.infer import input_columns, sample_records
-from modelgen.manifest.loader import load
+from modelgen.manifest.model import API_VERSION
 from modelgen.manifest.writer import write_handover
 from modelgen.registry.backends import VERSION, check_name, check_version, registry_for
 
@@ -118,14 +119,8 @@ def deploy(
     >>> deploy(pipeline, "penguin-species", X.head(200), metadata={"metrics": {"accuracy": 0.98}})  # doctest: +SKIP
     Deployment penguin-species 1.0.0 ...
     """
-    import pandas as pd
-
     meta = dict(metadata or {})
-    check_name(name)
-    if format not in FORMATS:
-        raise DeployError(f"format={format!r} is not one of {', '.join(FORMATS)}")
-    if not isinstance(sample, pd.DataFrame) or sample.empty:
-        raise DeployError("sample must be a non-empty pandas DataFrame of raw input rows (e.g. X_train.head(200))")
+    _check_arguments(name, sample, format)
     store = registry_for(_setting(registry, REGISTRY_VARIABLE, "registry"))
     gitops_url = _setting(gitops, GITOPS_VARIABLE, "gitops") if gitops is not False else None
     owner = owner or os.environ.get(OWNER_VARIABLE) or _git_email()
@@ -147,7 +142,7 @@ def deploy(
 
         repo = GitopsRepo.open(gitops_url)
     version = check_version(version) if version else next_version(name, repo, store, format)
-    environments = meta.get("environments") or (list(repo.settings.environments) if repo else ["dev", "prod"])
+    every = list(repo.settings.environments) if repo else default("spec", "environments")
 
     reference_rows = _reference_rows(reference, columns)
     artifact = store.publish(name, version, f"model.{format}", data)
@@ -155,42 +150,77 @@ def deploy(
     if reference_rows is not None:
         uploaded = store.publish(name, version, "reference.csv", reference_rows)
         monitoring = {**dict(meta.get("monitoring") or {}), "reference": uploaded.uri}
-    manifest = {
-        "apiVersion": "modelgen/v1",
-        "kind": "Model",
-        "metadata": {
-            "name": name,
-            "version": version,
-            "owner": owner,
-            **({"description": meta["description"]} if meta.get("description") else {}),
-            "provenance": provenance(model, meta, pins),
-        },
-        "spec": {
-            "runtime": "python",
-            "framework": "sklearn",
-            "task": task,
-            "artifact": {
-                "uri": artifact.uri,
-                "sha256": artifact.sha256,
-                "format": format,
-                **({"trusted": trusted} if format == "skops" and trusted else {}),
-            },
-            "requirements": pins,
-            **({"code": [m.name for m in modules]} if modules else {}),
-            "input": columns,
-            "output": output,
-            "sample": "sample.json",
-            **({"serving": meta["serving"]} if meta.get("serving") else {}),
-            "environments": environments,
-            **({"monitoring": monitoring} if monitoring else {}),
-        },
-    }
+    manifest = _document(
+        model, meta, name=name, version=version, owner=owner, task=task, output=output, columns=columns,
+        pins=pins, modules=modules, artifact=artifact, format=format, trusted=trusted, monitoring=monitoring,
+        environments=meta.get("environments") or every,
+    )  # fmt: skip
     out = _out_dir(name, version)
+    path = _write_handover(out, manifest, data, records, modules)
+    checked = load(path)  # the schema and every rule `modelgen validate` applies
+
+    branch = url = None
+    message = f"uploaded {artifact.uri}; manifest at {path}"
+    if repo is not None:
+        published = _publish(repo, checked, merge_request)
+        branch, url, message = published.branch, published.merge_request_url, published.message
+    # The registry keeps the whole version (manifest and sample beside the artifact); uploaded
+    # after the push, so a registry webhook finds the branch already there.
+    for extra in ("model.yaml", "sample.json", *(m.name for m in modules)):
+        store.publish(name, version, extra, (out / extra).read_bytes())
+    return Deployment(name, version, artifact.uri, artifact.sha256, path, branch, url, message)
+
+
+def _document(model: Any, meta: Mapping[str, Any], **given: Any) -> dict[str, Any]:
+    """The manifest ``deploy()`` writes, from what it inferred and published (``given``)."""
+    artifact, fmt, trusted = given["artifact"], given["format"], given["trusted"]
+    spec = {
+        "runtime": "python",
+        "framework": "sklearn",
+        "task": given["task"],
+        "artifact": {
+            "uri": artifact.uri,
+            "sha256": artifact.sha256,
+            "format": fmt,
+            **({"trusted": trusted} if fmt == "skops" and trusted else {}),
+        },
+        "requirements": given["pins"],
+        **({"code": [m.name for m in given["modules"]]} if given["modules"] else {}),
+        "input": given["columns"],
+        "output": given["output"],
+        "sample": "sample.json",
+        **({"serving": meta["serving"]} if meta.get("serving") else {}),
+        "environments": given["environments"],
+        **({"monitoring": given["monitoring"]} if given["monitoring"] else {}),
+    }
+    metadata = {
+        "name": given["name"],
+        "version": given["version"],
+        "owner": given["owner"],
+        **({"description": meta["description"]} if meta.get("description") else {}),
+        "provenance": provenance(model, meta, given["pins"]),
+    }
+    return {"apiVersion": API_VERSION, "kind": "Model", "metadata": metadata, "spec": spec}
+
+
+def _check_arguments(name: str, sample: Any, format: str) -> None:
+    import pandas as pd
+
+    check_name(name)
+    if format not in FORMATS:
+        raise DeployError(f"format={format!r} is not one of {', '.join(FORMATS)}")
+    if not isinstance(sample, pd.DataFrame) or sample.empty:
+        raise DeployError("sample must be a non-empty pandas DataFrame of raw input rows (e.g. X_train.head(200))")
+
+
+def _write_handover(
+    out: Path, manifest: dict[str, Any], data: bytes, records: list[dict[str, Any]], modules: list[Path]
+) -> Path:
     staging = Path(tempfile.mkdtemp(prefix="modelgen-code-"))
     try:
         for module in modules:
             shutil.copyfile(module, staging / module.name)
-        path = write_handover(
+        return write_handover(
             out,
             manifest,
             artifact=data,
@@ -200,22 +230,14 @@ def deploy(
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    checked = load(path)  # the schema and every rule `modelgen validate` applies
 
-    branch = url = None
-    message = f"uploaded {artifact.uri}; manifest at {path}"
-    if repo is not None:
-        from modelgen.gitops.merge_request import GitLabApi
-        from modelgen.gitops.repo import publish_model
 
-        api = GitLabApi.from_environment(None, repo.settings.repo_url) if merge_request else None
-        published = publish_model(repo, checked, merge_request=merge_request, api=api)
-        branch, url, message = published.branch, published.merge_request_url, published.message
-    # The registry keeps the whole version (manifest and sample beside the artifact); uploaded
-    # after the push, so a registry webhook finds the branch already there.
-    for extra in ("model.yaml", "sample.json", *(m.name for m in modules)):
-        store.publish(name, version, extra, (out / extra).read_bytes())
-    return Deployment(name, version, artifact.uri, artifact.sha256, path, branch, url, message)
+def _publish(repo: Any, manifest: Any, merge_request: bool) -> Any:
+    from modelgen.gitops.merge_request import GitLabApi
+    from modelgen.gitops.repo import publish_model
+
+    api = GitLabApi.from_environment(None, repo.settings.repo_url) if merge_request else None
+    return publish_model(repo, manifest, merge_request=merge_request, api=api)
 
 
 # --- what the manifest says, inferred from the object -----------------------------------------

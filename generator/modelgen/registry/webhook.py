@@ -16,18 +16,15 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from modelgen.errors import ManifestError, ModelgenError, RegistryError
 from modelgen.gitops.merge_request import GitLabApi
 from modelgen.gitops.repo import GitopsRepo, publish_model
-from modelgen.manifest.loader import load
+from modelgen.manifest import load, named_files
 from modelgen.registry.backends import ArtifactMissing, HttpRegistry, LocalRegistry
 
 log = logging.getLogger(__name__)
@@ -91,7 +88,7 @@ class Webhook:
                     return Reply(202, {"status": f"ignored: no {MANIFEST} beside {asset}"})
                 manifest_path = Path(tmp) / MANIFEST
                 manifest_path.write_bytes(text)
-                for rel in _named_files(text):
+                for rel in named_files(text):
                     data = self._get(f"{folder}/{rel}", missing_ok=False)
                     target = (Path(tmp) / rel).resolve()
                     if not target.is_relative_to(Path(tmp).resolve()):
@@ -101,10 +98,10 @@ class Webhook:
                 manifest = load(manifest_path)
                 try:
                     # The artifact must be there, and be the bytes the manifest pins.
-                    self.registry.fetch(manifest.artifact["uri"], manifest.artifact["sha256"])
+                    self.registry.fetch(manifest.artifact.uri, manifest.artifact.sha256)
                 except ArtifactMissing:
                     # Uploaded before its artifact: the artifact's own event comes later.
-                    return Reply(202, {"status": f"waiting: {manifest.artifact['uri']} is not uploaded yet"})
+                    return Reply(202, {"status": f"waiting: {manifest.artifact.uri} is not uploaded yet"})
                 repo = GitopsRepo.open(self.gitops)
                 api = GitLabApi.from_environment(self.gitlab_url, repo.settings.repo_url)
                 result = publish_model(repo, manifest, merge_request=True, api=api)
@@ -126,24 +123,6 @@ class Webhook:
         if data is None and not missing_ok:
             raise RegistryError(f"{path}: no such file in the registry")
         return data
-
-
-def _named_files(text: bytes) -> Iterable[str]:
-    """The files a manifest names relative to its folder: sample, code, training script, and the
-    monitoring reference unless it is a URI."""
-    try:
-        doc = YAML(typ="safe").load(text)
-    except YAMLError:
-        return []  # load() reports it, with the line
-    spec = doc.get("spec") if isinstance(doc, dict) else None
-    if not isinstance(spec, dict):
-        return []
-    named = [spec.get("sample")] + list(spec.get("code") or [])
-    for section, key in (("training", "script"), ("monitoring", "reference")):
-        value = spec.get(section).get(key) if isinstance(spec.get(section), dict) else None
-        if isinstance(value, str) and "://" not in value:
-            named.append(value)
-    return [str(rel) for rel in named if isinstance(rel, str) and rel]
 
 
 def wsgi_app(webhook: Webhook) -> Callable:

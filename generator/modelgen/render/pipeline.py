@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelgen.manifest.loader import Manifest
+from modelgen.manifest import Manifest
 from modelgen.render.templates import Files, render
 
 

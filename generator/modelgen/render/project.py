@@ -15,11 +15,8 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from modelgen.errors import ManifestError, ModelgenError, Problem
-from modelgen.manifest.loader import Manifest, load
+from modelgen.manifest import Manifest, load, named_files
 from modelgen.render.templates import CODE_DIR, RECORD, SAMPLE, TRAINING_DIR
 
 MANIFEST = "model.yaml"
@@ -44,19 +41,17 @@ def project_manifest(files: Mapping[str, bytes], where: str) -> Iterator[Manifes
     """
     if MANIFEST not in files:
         raise ManifestError([Problem(f"{where}/{MANIFEST}", None, "", "file not found")])
-    spec = _spec(files[MANIFEST])
+    named = named_files(files[MANIFEST])
     with tempfile.TemporaryDirectory(prefix="modelgen-project-") as tmp:
         root = Path(tmp)
         (root / MANIFEST).write_bytes(files[MANIFEST])
-        if isinstance(spec.get("sample"), str) and SAMPLE in files:
-            _place(root, spec["sample"], files[SAMPLE])
-        training = spec.get("training")
-        script = training.get("script") if isinstance(training, dict) else None
-        if isinstance(script, str) and f"{TRAINING_DIR}/{PurePosixPath(script).name}" in files:
-            _place(root, script, files[f"{TRAINING_DIR}/{PurePosixPath(script).name}"])
-        for rel in spec.get("code") or []:
-            source = f"{CODE_DIR}/{PurePosixPath(str(rel)).name}"
-            if isinstance(rel, str) and source in files:
+        # Where the project keeps each file the manifest names beside it.
+        kept = {named.sample: SAMPLE} if named.sample else {}
+        if named.script:
+            kept[named.script] = f"{TRAINING_DIR}/{PurePosixPath(named.script).name}"
+        kept.update({rel: f"{CODE_DIR}/{PurePosixPath(rel).name}" for rel in named.code})
+        for rel, source in kept.items():
+            if source in files:
                 _place(root, rel, files[source])
         try:
             yield load(root / MANIFEST)
@@ -72,15 +67,6 @@ def record(files: Mapping[str, bytes], where: str) -> dict[str, Any]:
         return data
     except (KeyError, TypeError, ValueError) as err:
         raise ModelgenError(f"{where}/{RECORD} is missing or not a modelgen record ({err})") from err
-
-
-def _spec(text: bytes) -> dict[str, Any]:
-    try:
-        doc = YAML(typ="safe").load(text)
-    except YAMLError:
-        return {}  # load() reports it, with the line
-    spec = doc.get("spec") if isinstance(doc, dict) else None
-    return spec if isinstance(spec, dict) else {}
 
 
 def _place(root: Path, rel: str, data: bytes) -> None:

@@ -23,7 +23,7 @@ from jinja2 import Template, TemplateError
 
 from modelgen import __version__
 from modelgen.errors import RenderError
-from modelgen.manifest.loader import Manifest
+from modelgen.manifest import Manifest
 
 PYTHON_VERSION = "3.11"
 # Where BuildConfigs clone the model project from; `init-gitops` settings replace it.
@@ -82,7 +82,6 @@ def context(
 ) -> dict[str, Any]:
     """Everything a template may use, derived from the manifest (and, with monitoring, the
     reference profile computed from it), so output is reproducible."""
-    serving = manifest.serving
     return {
         "name": manifest.name,
         "version": manifest.version,
@@ -92,13 +91,13 @@ def context(
         "runtime": manifest.runtime,
         "framework": manifest.framework,
         "task": manifest.task,
-        "output": {"type": manifest.output["type"], "classes": manifest.output.get("classes", [])},
+        "output": {"type": manifest.output.type, "classes": list(manifest.output.classes)},
         "columns": [asdict(c) for c in manifest.columns],
-        "requirements": manifest.requirements,
+        "requirements": list(manifest.requirements),
         "code_modules": [Path(p).name for p in manifest.code],
-        "artifact": manifest.artifact,
-        "artifact_filename": f"model.{manifest.artifact['format']}",
-        "serving": serving,
+        "artifact": _artifact_context(manifest),
+        "artifact_filename": manifest.artifact.filename,
+        "serving": _serving_context(manifest),
         "environments": [asdict(e) for e in manifest.environments],
         "example": manifest.sample[:2],
         "gitops_repo_url": gitops_repo_url,
@@ -124,7 +123,7 @@ def render(
     A manifest with ``spec.monitoring`` needs its reference ``profile`` (see
     ``modelgen.monitoring.reference``); ``tools_image`` is the image with modelgen that runs the drift job.
 
-    >>> from modelgen.manifest.loader import load
+    >>> from modelgen.manifest import load
     >>> files = render(load("model.yaml"))  # doctest: +SKIP
     >>> sorted(files)[:2]
     ['.gitlab-ci.yml', '.modelgen.json']
@@ -140,6 +139,30 @@ def render(
     return dict(sorted(files.items()))
 
 
+# The template context keeps the manifest's own (camelCase) field names: it is recorded in
+# .modelgen.json, and upgrades re-render recorded contexts with older templates.
+
+
+def _artifact_context(manifest: Manifest) -> dict[str, Any]:
+    a = manifest.artifact
+    trusted = {} if a.trusted is None else {"trusted": list(a.trusted)}
+    return {"uri": a.uri, "sha256": a.sha256, "format": a.format, "secret": a.secret, **trusted}
+
+
+def _serving_context(manifest: Manifest) -> dict[str, Any]:
+    s = manifest.serving
+    return {
+        "server": s.server,
+        "workers": s.workers,
+        "maxRequestBytes": s.max_request_bytes,
+        "timeoutSeconds": s.timeout_seconds,
+        "replicas": s.replicas,
+        "autoscaling": asdict(s.autoscaling),
+        "resources": asdict(s.resources),
+        "host": s.host,
+    }
+
+
 def _monitoring_context(manifest: Manifest, profile: dict[str, Any] | None) -> dict[str, Any] | None:
     monitoring = manifest.monitoring
     if not monitoring or profile is None:
@@ -147,8 +170,13 @@ def _monitoring_context(manifest: Manifest, profile: dict[str, Any] | None) -> d
     from modelgen.monitoring.drift import THRESHOLD_NAMES
 
     return {
-        **monitoring,
-        "thresholds": {THRESHOLD_NAMES[k]: v for k, v in sorted(monitoring["thresholds"].items())},
+        "reference": monitoring.reference,
+        "sampleRate": monitoring.sample_rate,
+        "logSize": monitoring.log_size,
+        "schedule": monitoring.schedule,
+        "window": monitoring.window,
+        "notify": {**asdict(monitoring.notify), "email": list(monitoring.notify.email)},
+        "thresholds": {THRESHOLD_NAMES[k]: v for k, v in sorted(monitoring.thresholds.items())},
         # The missing-rate alert fires per feature over what the reference had, plus the margin.
         "missing": {name: round(f["missing"], 4) for name, f in sorted(profile["features"].items())},
     }
@@ -158,7 +186,7 @@ def _training_context(manifest: Manifest) -> dict[str, Any] | None:
     training = manifest.training
     if not training:
         return None
-    return {**training, "script_file": f"{TRAINING_DIR}/{Path(training['script']).name}"}
+    return {**asdict(training), "script_file": f"{TRAINING_DIR}/{Path(training.script).name}"}
 
 
 def render_inputs(ctx: dict[str, Any], root: Path) -> Files:
@@ -339,6 +367,6 @@ def _verbatim_files(manifest: Manifest, ctx: dict[str, Any], version: str) -> Fi
         source = manifest.base_dir / rel
         files[f"{CODE_DIR}/{source.name}"] = source.read_bytes()
     if manifest.training:
-        source = manifest.base_dir / manifest.training["script"]
+        source = manifest.base_dir / manifest.training.script
         files[f"{TRAINING_DIR}/{source.name}"] = source.read_bytes()
     return files

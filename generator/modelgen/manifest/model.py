@@ -1,0 +1,286 @@
+"""The typed manifest: frozen dataclasses built once from a checked document.
+
+Defaults come from one place, the JSON Schema's ``default``s (``with_defaults``). What depends
+on other fields — an R model's framework, an environment's replicas, who the drift job
+mails — is derived here, next to the field it defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+API_VERSION = "modelgen/v1"
+
+# Which output types make sense for which task (spec.output.type is required).
+OUTPUTS_BY_TASK = {
+    "classification": ("probabilities", "label"),
+    "regression": ("value",),
+    "anomaly-detection": ("score",),
+    "clustering": ("cluster",),
+}
+# spec.framework's default depends on the runtime, which one JSON Schema default cannot say.
+DEFAULT_FRAMEWORK = {"python": "sklearn", "r": "stats"}
+
+
+def with_defaults(node: dict[str, Any], value: Any) -> Any:
+    """``value`` with the defaults ``node`` (a JSON Schema) states filled in, recursively.
+
+    An absent object is made only when it has no required field and something inside it has a
+    default (``spec.serving`` yes, ``spec.monitoring`` no). ``$ref`` is not followed on purpose:
+    a referenced part inherits from where it is referenced (an environment's ``autoscaling``
+    from ``spec.serving.autoscaling``), not from the schema.
+    """
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [with_defaults(node["items"], item) for item in value]
+    properties = node.get("properties")
+    if not isinstance(value, dict) or not properties:
+        return value
+    filled = dict(value)
+    for key, sub in properties.items():
+        if key in filled:
+            filled[key] = with_defaults(sub, filled[key])
+        elif "default" in sub:
+            filled[key] = with_defaults(sub, copy.deepcopy(sub["default"]))
+        elif not sub.get("required") and _has_defaults(sub):
+            filled[key] = with_defaults(sub, {})
+    return filled
+
+
+def _has_defaults(node: dict[str, Any]) -> bool:
+    return any("default" in sub or _has_defaults(sub) for sub in node.get("properties", {}).values())
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = False
+    categories: tuple[str, ...] | None = None
+    strict: bool = False
+    description: str = ""
+
+    @classmethod
+    def of(cls, given: dict[str, Any]) -> Column:
+        categories = given.get("categories")
+        return cls(
+            name=given["name"],
+            type=given["type"],
+            nullable=given["nullable"],
+            categories=tuple(categories) if categories is not None else None,
+            strict=given["strict"],
+            description=given.get("description", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    uri: str
+    sha256: str
+    format: str
+    secret: str
+    trusted: tuple[str, ...] | None = None  # skops only
+
+    @classmethod
+    def of(cls, given: dict[str, Any]) -> Artifact:
+        trusted = given.get("trusted")
+        return cls(
+            given["uri"], given["sha256"], given["format"], given["secret"], None if trusted is None else tuple(trusted)
+        )
+
+    @property
+    def filename(self) -> str:
+        """What the artifact is called beside the service (``model.<format>``)."""
+        return f"model.{self.format}"
+
+
+@dataclass(frozen=True)
+class Output:
+    type: str
+    classes: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    min: int
+    max: int
+    cpu: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str
+    memory: str
+
+
+@dataclass(frozen=True)
+class Serving:
+    server: str
+    workers: int | None
+    max_request_bytes: int
+    timeout_seconds: int
+    replicas: int
+    autoscaling: Autoscaling
+    resources: Resources
+    host: str
+
+    @classmethod
+    def of(cls, given: dict[str, Any]) -> Serving:
+        return cls(
+            server=given["server"],
+            workers=given.get("workers"),
+            max_request_bytes=given["maxRequestBytes"],
+            timeout_seconds=given["timeoutSeconds"],
+            replicas=given["replicas"],
+            autoscaling=Autoscaling(**given["autoscaling"]),
+            resources=Resources(**given["resources"]),
+            host=given.get("route", {}).get("host", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One overlay: what it states itself, else what ``spec.serving`` says."""
+
+    name: str
+    replicas: int
+    autoscaling: Autoscaling
+    resources: Resources
+    host: str
+
+    @classmethod
+    def of(cls, given: str | dict[str, Any], serving: Serving) -> Environment:
+        env = {"name": given} if isinstance(given, str) else given
+        # Only prod takes spec.serving.route.host: two environments cannot share one route.
+        default_host = serving.host if env["name"] == "prod" else ""
+        return cls(
+            name=env["name"],
+            replicas=env.get("replicas", serving.replicas),
+            autoscaling=Autoscaling(**{**vars(serving.autoscaling), **env.get("autoscaling", {})}),
+            resources=Resources(**{**vars(serving.resources), **env.get("resources", {})}),
+            host=env.get("host", default_host),
+        )
+
+
+@dataclass(frozen=True)
+class Notify:
+    email: tuple[str, ...]
+    smtp: str
+    webhook: str
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    reference: str
+    sample_rate: float
+    log_size: str
+    schedule: str
+    window: str
+    thresholds: dict[str, float]  # as given: the drift job has its own defaults for the rest
+    notify: Notify
+
+    @classmethod
+    def of(cls, given: dict[str, Any], owner: str) -> Monitoring:
+        notify = given.get("notify", {})
+        return cls(
+            reference=given["reference"],
+            sample_rate=given["sampleRate"],
+            log_size=given["logSize"],
+            schedule=given["schedule"],
+            window=given["window"],
+            thresholds=dict(given.get("thresholds", {})),
+            # Nobody named: the model's owner hears of drift.
+            notify=Notify(tuple(notify.get("email", [owner])), notify.get("smtp", ""), notify.get("webhook", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Training:
+    script: str
+    data: str
+    hyperparameters: dict[str, Any]
+    image: str
+    registry: str
+    resources: Resources
+
+    @classmethod
+    def of(cls, given: dict[str, Any]) -> Training:
+        return cls(
+            script=given["script"],
+            data=given["data"],
+            hyperparameters=dict(given["hyperparameters"]),
+            image=given.get("image", ""),
+            registry=given.get("registry", ""),
+            resources=Resources(**given["resources"]),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest. ``raw`` is the document as written, ``text`` its bytes as text,
+    ``path`` where it was read; every other field has its defaults filled in."""
+
+    path: Path
+    raw: dict[str, Any]
+    text: str
+    sample: list[dict[str, Any]]
+    name: str
+    version: str
+    owner: str
+    description: str
+    labels: dict[str, str]
+    runtime: str
+    framework: str
+    task: str
+    artifact: Artifact
+    requirements: tuple[str, ...]
+    code: tuple[str, ...]
+    columns: tuple[Column, ...]
+    output: Output
+    serving: Serving
+    environments: tuple[Environment, ...]
+    monitoring: Monitoring | None
+    training: Training | None
+    # R only (the schema's defaults are filled in for Python too, and unused there).
+    lockfile: str
+    r_version: str
+    cran: str
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @classmethod
+    def of(cls, document: dict[str, Any], schema: dict[str, Any], **where: Any) -> Manifest:
+        """The typed manifest of a schema-valid ``document``; ``where`` gives path, text and sample."""
+        filled = with_defaults(schema, document)
+        meta, spec = filled["metadata"], filled["spec"]
+        serving = Serving.of(spec["serving"])
+        monitoring = spec.get("monitoring")
+        training = spec.get("training")
+        return cls(
+            raw=document,
+            name=meta["name"],
+            version=meta["version"],
+            owner=meta["owner"],
+            description=meta.get("description", ""),
+            labels=dict(meta.get("labels", {})),
+            runtime=spec["runtime"],
+            framework=spec.get("framework", DEFAULT_FRAMEWORK[spec["runtime"]]),
+            task=spec["task"],
+            artifact=Artifact.of(spec["artifact"]),
+            requirements=tuple(spec["requirements"]),
+            code=tuple(spec["code"]),
+            columns=tuple(Column.of(c) for c in spec["input"]),
+            output=Output(spec["output"]["type"], tuple(spec["output"].get("classes", ()))),
+            serving=serving,
+            environments=tuple(Environment.of(e, serving) for e in spec["environments"]),
+            monitoring=Monitoring.of(monitoring, meta["owner"]) if monitoring is not None else None,
+            training=Training.of(training) if training is not None else None,
+            lockfile=spec["lockfile"],
+            r_version=spec["rVersion"],
+            cran=spec["cran"],
+            **where,
+        )

@@ -1,0 +1,54 @@
+"""Whether rows fit the input columns: the rule ``validate`` applies to the sample, as the
+generated services apply it to requests."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from modelgen.manifest.messages import TYPE_NAMES, show
+
+
+def sample_problems(sample: Any, columns: list[dict[str, Any]]) -> Iterator[str]:
+    """Why ``sample`` (a list of records) does not fit the input columns; nothing if it does."""
+    if not isinstance(sample, list) or not sample:
+        got = "an empty list" if sample == [] else show(sample)
+        yield f"{got} is not a sample (allowed: a non-empty JSON list of records)"
+        return
+    names = [c["name"] for c in columns]
+    for row, record in enumerate(sample):
+        if not isinstance(record, dict):
+            yield (f"row {row}: {show(record)} is not a record (allowed: an object mapping column names to values)")
+            continue
+        for extra in sorted(set(record) - set(names)):
+            yield (f"row {row}: column {show(extra)} is not an input column (allowed: {', '.join(names)})")
+        for col in columns:
+            if col["name"] not in record:
+                hint = TYPE_NAMES[col["type"]] + (" or null" if col.get("nullable") else "")
+                yield f"row {row}: column {show(col['name'])} is missing (allowed: {hint})"
+                continue
+            wrong = value_problem(record[col["name"]], col)
+            if wrong:
+                yield f"row {row}: column {show(col['name'])}: {wrong}"
+
+
+def value_problem(value: Any, col: dict[str, Any]) -> str | None:
+    """Why one JSON value does not fit a column, or None (the same rule the service applies)."""
+    if value is None:
+        return None if col.get("nullable") else "null is not allowed (column is not nullable)"
+    kind = col["type"]
+    finite_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "number":
+        ok = finite_number
+    elif kind == "integer":  # 3.0 is accepted as 3, as the service does
+        ok = finite_number and (isinstance(value, int) or value.is_integer())
+    elif kind == "boolean":
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        return f"{show(value)} is not {TYPE_NAMES[kind]}"
+    if kind == "string" and col.get("strict") and value not in col.get("categories", ()):
+        return f"{show(value)} is not a known category (allowed: {', '.join(col['categories'])})"
+    return None
