@@ -24,11 +24,11 @@ def load(path: str | Path) -> Manifest:
     """Read and validate a manifest with the files it names; raise ``ManifestError`` listing every problem.
 
     >>> import tempfile
-    >>> from modelgen.manifest.docs import EXAMPLE
+    >>> from modelgen.manifest.docs import EXAMPLE, EXAMPLE_SAMPLE
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "model.yaml").write_text(EXAMPLE)
-    >>> _ = (folder / "sample.json").write_text(
-    ...     '[{"island": "Biscoe", "bill_length_mm": 39.1, "flipper_length_mm": 181, "sex": "male"}]')
+    >>> _ = (folder / "sample.json").write_text(EXAMPLE_SAMPLE)
+    >>> _ = (folder / "features.py").write_text("")
     >>> m = load(folder / "model.yaml")
     >>> m.name, m.task, [e.name for e in m.environments], m.serving.server
     ('penguin-species', 'classification', ['dev', 'prod'], 'gunicorn')

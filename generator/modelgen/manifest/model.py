@@ -231,6 +231,7 @@ class Manifest:
     owner: str
     description: str
     labels: dict[str, str]
+    provenance: dict[str, Any]  # where the model comes from; not used to render the service
     runtime: str
     framework: str
     task: str
@@ -267,6 +268,7 @@ class Manifest:
             owner=meta["owner"],
             description=meta.get("description", ""),
             labels=dict(meta.get("labels", {})),
+            provenance=dict(meta.get("provenance", {})),
             runtime=spec["runtime"],
             framework=spec.get("framework", DEFAULT_FRAMEWORK[spec["runtime"]]),
             task=spec["task"],

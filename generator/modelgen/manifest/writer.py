@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +137,22 @@ def _flow_text(node: CommentedMap | CommentedSeq) -> str:
     out = io.StringIO()
     _yaml().dump(node, out)
     return out.getvalue().rstrip("\n")
+
+
+def edited_manifest(text: str, edit: Callable[[CommentedMap], None]) -> str:
+    r"""``text`` with ``edit`` applied to its document, the data scientist's comments, key order and
+    line layout kept (a round trip, unlike ``manifest_text``).
+
+    >>> print(edited_manifest("metadata:\n  version: 1.0.0  # bumped by retrain\n",
+    ...                       lambda doc: doc["metadata"].update(version="1.0.1")), end="")
+    metadata:
+      version: 1.0.1  # bumped by retrain
+    """
+    yaml = YAML()
+    yaml.width = 4096  # never re-wrap the data scientist's lines
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    doc = yaml.load(text)
+    edit(doc)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()

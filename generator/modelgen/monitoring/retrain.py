@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from modelgen.errors import ModelgenError
 from modelgen.gitops.merge_request import GitLabApi
 from modelgen.gitops.repo import MODELS, GitopsRepo, Published, publish_model
 from modelgen.manifest import Manifest, load
+from modelgen.manifest.writer import edited_manifest
 from modelgen.registry.backends import registry_for
 from modelgen.render.project import project_manifest
 
@@ -87,7 +87,7 @@ def retrain(
         if manifest.monitoring:
             reference = _publish_reference(manifest, output, store, version)
 
-        old_metrics = dict((manifest.raw["metadata"].get("provenance") or {}).get("metrics") or {})
+        old_metrics = dict(manifest.provenance.get("metrics") or {})
         text = updated_manifest(
             manifest,
             version=version,
@@ -153,31 +153,26 @@ def updated_manifest(
     reference: str | None,
 ) -> str:
     """The manifest text with the new version, artifact and provenance; comments and layout kept."""
-    import io
-
-    yaml = YAML()  # round trip: the data scientist's comments and key order stay
-    yaml.width = 4096  # never re-wrap the data scientist's lines
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    doc = yaml.load(manifest.text)
-    doc["metadata"]["version"] = version
-    doc["spec"]["artifact"]["uri"] = uri
-    doc["spec"]["artifact"]["sha256"] = sha256
     training = manifest.training
-    provenance = doc["metadata"].setdefault("provenance", {})
-    provenance["data"] = training.data
-    provenance["parameters"] = _flow(training.hyperparameters)
-    if metrics:
-        provenance["metrics"] = _flow(metrics)
-    elif "metrics" in provenance:
-        del provenance["metrics"]  # the old model's numbers would be read as the new one's
-    provenance["trainedBy"] = f"{getpass.getuser()}@{socket.gethostname()}"
-    provenance["trainedAt"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    provenance["source"] = training.script
-    if reference is not None:
-        doc["spec"]["monitoring"]["reference"] = reference
-    out = io.StringIO()
-    yaml.dump(doc, out)
-    return out.getvalue()
+
+    def edit(doc: Any) -> None:
+        doc["metadata"]["version"] = version
+        doc["spec"]["artifact"]["uri"] = uri
+        doc["spec"]["artifact"]["sha256"] = sha256
+        provenance = doc["metadata"].setdefault("provenance", {})
+        provenance["data"] = training.data
+        provenance["parameters"] = _flow(training.hyperparameters)
+        if metrics:
+            provenance["metrics"] = _flow(metrics)
+        elif "metrics" in provenance:
+            del provenance["metrics"]  # the old model's numbers would be read as the new one's
+        provenance["trainedBy"] = f"{getpass.getuser()}@{socket.gethostname()}"
+        provenance["trainedAt"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        provenance["source"] = training.script
+        if reference is not None:
+            doc["spec"]["monitoring"]["reference"] = reference
+
+    return edited_manifest(manifest.text, edit)
 
 
 def metrics_table(old_version: str, old: dict[str, float], version: str, new: dict[str, float]) -> str:

@@ -393,7 +393,7 @@ def next_version(name: str, repo: Any, store: Any, format: str) -> str:
 
         on_target = deployed(repo, name, repo.head) if repo.head else None
         if on_target:
-            known.append(_triple(on_target["version"]))
+            known.append(_triple(on_target.version))
         for ref in repo.git.text(
             "for-each-ref", "--format=%(refname:short)", f"refs/remotes/origin/modelgen/{name}-*"
         ).split():
