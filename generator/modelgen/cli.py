@@ -143,7 +143,7 @@ def _profile(args: argparse.Namespace) -> int:
 
     from modelgen.manifest.loader import load
     from modelgen.monitoring.drift import profile
-    from modelgen.monitoring.monitor import read_rows
+    from modelgen.monitoring.inputs import read_rows
     from modelgen.monitoring.reference import profile_columns
 
     manifest = load(args.manifest)
@@ -158,15 +158,9 @@ def _monitor(args: argparse.Namespace) -> int:
     import json
 
     from modelgen.monitoring.drift import compare
-    from modelgen.monitoring.monitor import (
-        PREDICTION,
-        notify,
-        read_input_log,
-        read_rows,
-        summary,
-        window_seconds,
-        write_reports,
-    )
+    from modelgen.monitoring.inputs import PREDICTION, read_input_log, read_rows, window_seconds
+    from modelgen.monitoring.notify import notify
+    from modelgen.monitoring.report import summary, write_reports
 
     try:
         reference = json.loads(Path(args.profile).read_text("utf-8"))

@@ -41,3 +41,7 @@ class OutputError(ModelgenError):
 
 class RegistryError(ModelgenError):
     """An artifact could not be published to or fetched from a model registry, or was not the one published."""
+
+
+class NotifyError(ModelgenError):
+    """A notification could not be delivered."""
