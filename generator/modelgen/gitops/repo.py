@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from modelgen import __version__
-from modelgen.errors import ModelgenError
+from modelgen.errors import DeployedVersionConflict, GitopsError
 from modelgen.gitops.git import Changes, Entry, Git, GitError, push
 from modelgen.gitops.merge_request import GitLabApi, MergeRequest
 from modelgen.gitops.scaffold import CONFIG_FILE, GitopsSettings, parse_settings, scaffold
@@ -40,10 +40,6 @@ MODELS = "models"
 # re-render what was generated before and merge the hand edits made since.
 STORE = ".modelgen/templates"
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
-
-
-class GitopsError(ModelgenError):
-    """The GitOps repository cannot take this change."""
 
 
 @dataclass(frozen=True)
@@ -498,7 +494,7 @@ def deployed(repo: GitopsRepo, name: str, commit: str | None) -> dict[str, Any] 
 
 def _refuse_other_artifact(manifest: Manifest, deployed: dict[str, Any] | None, where: str) -> None:
     if deployed and deployed["version"] == manifest.version and deployed["sha256"] != manifest.artifact["sha256"]:
-        raise GitopsError(
+        raise DeployedVersionConflict(
             f"{manifest.name} {manifest.version} on {where} has artifact sha256 {deployed['sha256']}, this manifest "
             f"{manifest.artifact['sha256']}: a version's artifact never changes; give the new artifact a new version"
         )
