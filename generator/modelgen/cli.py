@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelgen import __version__
-from modelgen.errors import ManifestError, ModelgenError
+from modelgen.errors import ManifestError, ModelgenError, os_problem
 
 log = logging.getLogger("modelgen")
 
@@ -149,23 +149,19 @@ def _profile(args: argparse.Namespace) -> int:
     manifest = load(args.manifest)
     rows = read_rows(Path(args.reference))
     columns = profile_columns(manifest, rows, args.reference)
-    Path(args.output).write_text(json.dumps(profile(rows, columns), indent=1) + "\n", "utf-8")
+    _write(Path(args.output), json.dumps(profile(rows, columns), indent=1) + "\n", "the profile")
     print(f"{args.output}: profile of {len(rows)} reference rows, {len(columns)} features")
     return 0
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    import json
 
     from modelgen.monitoring.drift import compare
-    from modelgen.monitoring.inputs import PREDICTION, read_input_log, read_rows, window_seconds
+    from modelgen.monitoring.inputs import PREDICTION, read_input_log, read_profile, read_rows, window_seconds
     from modelgen.monitoring.notify import notify
     from modelgen.monitoring.report import summary, write_reports
 
-    try:
-        reference = json.loads(Path(args.profile).read_text("utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelgenError(f"cannot read the profile {args.profile}: {err}") from err
+    reference = read_profile(Path(args.profile))
     thresholds = _thresholds(args.thresholds)
     live_path = Path(args.live)
     if live_path.is_dir():
@@ -313,10 +309,17 @@ def _docs(args: argparse.Namespace) -> int:
 
     text = manifest_reference()
     if args.output:
-        Path(args.output).write_text(text, "utf-8")
+        _write(Path(args.output), text, "the manifest reference")
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _write(path: Path, text: str, what: str) -> None:
+    try:
+        path.write_text(text, "utf-8")
+    except OSError as err:
+        raise ModelgenError(f"cannot write {what}: {os_problem(err)}") from err
 
 
 def parser() -> argparse.ArgumentParser:
@@ -467,6 +470,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except ModelgenError as err:
         print(_red(f"error: {err}"), file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as err:
+        # A file the command reads or writes that no command checked first: say which, and why.
+        print(_red(f"error: {os_problem(err)}"), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ by the message's words.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class ModelgenError(Exception):
@@ -89,3 +90,22 @@ class DeployError(ModelgenError):
 
 class NotifyError(ModelgenError):
     """A notification could not be delivered."""
+
+
+def os_problem(err: OSError) -> str:
+    """``PATH: reason`` for a failed file operation: one line, no errno, no traceback.
+
+    >>> os_problem(PermissionError(13, "Permission denied", "/etc/shadow"))
+    '/etc/shadow: Permission denied'
+    >>> os_problem(FileNotFoundError(2, "No such file or directory", "/missing/x"))
+    '/missing/x: its folder /missing does not exist'
+    """
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    reason = err.strerror or str(err)
+    if isinstance(err, FileExistsError) and paths and not Path(paths[0]).is_dir():
+        reason = "exists and is not a folder"
+    elif isinstance(err, NotADirectoryError):
+        reason = "a part of the path is a file, not a folder"
+    elif isinstance(err, FileNotFoundError) and paths and not Path(paths[0]).parent.exists():
+        reason = f"its folder {Path(paths[0]).parent} does not exist"
+    return f"{' → '.join(paths)}: {reason}" if paths else reason

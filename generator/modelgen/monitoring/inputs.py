@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelgen.errors import ModelgenError
+from modelgen.monitoring.drift import profile_problem
 
 # What the services' input logs add to each row (app/monitoring.py, app/monitoring.R).
 TIMESTAMP, PREDICTION = "__ts", "__prediction"
@@ -31,6 +32,18 @@ def read_rows(path: Path, *, lines: bool = False) -> Any:
     except (OSError, ValueError) as err:
         raise ModelgenError(f"cannot read rows from {path}: {err}") from err
     raise ModelgenError(f"{path}: rows must be .csv, .jsonl, .json or .parquet")
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    """A reference profile (``modelgen profile``'s output), checked to be one."""
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelgenError(f"cannot read the profile {path}: {_reason(err)}") from err
+    problem = profile_problem(doc)
+    if problem:
+        raise ModelgenError(f"{path}: not a reference profile (modelgen profile writes one): {problem}")
+    return doc
 
 
 def read_input_log(folder: Path, window_seconds: float | None = None, now: float | None = None) -> Any:
@@ -59,3 +72,7 @@ def window_seconds(text: str) -> float:
     if unit is None or not text[:-1].isdigit() or int(text[:-1]) < 1:
         raise ModelgenError(f"window {text!r} (allowed: hours or days, e.g. 24h, 7d)")
     return int(text[:-1]) * unit
+
+
+def _reason(err: Exception) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else str(err)

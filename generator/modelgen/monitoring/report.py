@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from modelgen.errors import ModelgenError, os_problem
 from modelgen.monitoring.drift import FeatureReport, Report
 
 TEMPLATE = "report.html.j2"
@@ -97,11 +98,14 @@ def html_report(report: Report, model: str) -> str:
 
 
 def write_reports(report: Report, model: str, folder: Path) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
     as_json = folder / "drift-report.json"
     as_html = folder / "drift-report.html"
-    as_json.write_text(json.dumps({"model": model, **report.to_dict()}, indent=1) + "\n", "utf-8")
-    as_html.write_text(html_report(report, model), "utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        as_json.write_text(json.dumps({"model": model, **report.to_dict()}, indent=1) + "\n", "utf-8")
+        as_html.write_text(html_report(report, model), "utf-8")
+    except OSError as err:
+        raise ModelgenError(f"cannot write the drift report: {os_problem(err)}") from err
     return as_json, as_html
 
 
