@@ -168,6 +168,9 @@ def _monitor(args: argparse.Namespace) -> int:
         live = read_input_log(live_path, window_seconds(args.window) if args.window else None)
     else:
         live = read_rows(live_path)
+    if reference["features"] and not set(reference["features"]) & set(live.columns):
+        features = ", ".join(reference["features"])
+        raise ModelgenError(f"{args.live}: none of the profile's features ({features}) is in these rows")
     column = next((c for c in (args.prediction_column, PREDICTION) if c in live), None)
     predictions = live.pop(column).tolist() if column else None
     if not len(live):
@@ -269,7 +272,7 @@ def _thresholds(text: str | None) -> dict[str, float] | None:
 def _webhook_serve(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
-    from modelgen.registry.backends import registry_for
+    from modelgen.registry.backends import LocalRegistry, registry_for
     from modelgen.registry.webhook import SECRET_VARIABLE, Webhook, serve
 
     if not args.registry:
@@ -277,6 +280,8 @@ def _webhook_serve(args: argparse.Namespace) -> int:
     if not args.gitops:
         raise ModelgenError(f"--gitops (or ${GITOPS_VARIABLE}) is required")
     registry = registry_for(args.registry)
+    if isinstance(registry, LocalRegistry) and not registry.root.is_dir():
+        raise ModelgenError(f"--registry {args.registry}: no such folder")
     repository = args.repository
     if repository is None and str(args.registry).startswith(("http://", "https://")):
         repository = urlsplit(args.registry).path.rstrip("/").rsplit("/", 1)[-1] or None

@@ -90,6 +90,9 @@ class GitopsRepo:
         url = normalize(url_or_path)
         if not _URL.match(url) and not Path(url).exists():
             raise GitopsError(f"no git repository at {url}")
+        if not _URL.match(url) and not _is_repository(Path(url)):
+            # git's own answer is five lines about access rights
+            raise GitopsError(f"{url}: not a git repository ({'a file' if Path(url).is_file() else 'no HEAD or .git'})")
         slug = re.sub(r"[^A-Za-z0-9]+", "-", url).strip("-")[-40:]
         path = (cache or cache_root()) / "gitops" / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.git"
         git = Git(path)
@@ -428,6 +431,8 @@ def init_gitops(
     gets the scaffold as its first commit on the target branch; one with history gets a branch.
     """
     url = normalize(url_or_path)
+    if not _URL.match(url) and Path(url).exists() and not Path(url).is_dir():
+        raise GitopsError(f"{url} is a file: give a git repository, or a path for a new one")
     if not _URL.match(url) and not (Path(url).exists() and any(Path(url).iterdir())):
         Path(url).mkdir(parents=True, exist_ok=True)
         Git(Path(url)).run("init", "--bare", "--quiet", f"--initial-branch={settings.target_revision}")
@@ -490,6 +495,11 @@ def deployed(repo: GitopsRepo, name: str, commit: str | None) -> dict[str, Any] 
         }
     except (YAMLError, KeyError, TypeError, AttributeError) as err:
         raise GitopsError(f"{path} on {commit[:12]} is not a readable manifest: {err}") from err
+
+
+def _is_repository(path: Path) -> bool:
+    """A bare repository or a checkout (git would refuse to fetch from anything else)."""
+    return (path / "HEAD").is_file() or (path / ".git").exists()
 
 
 def _refuse_other_artifact(manifest: Manifest, deployed: dict[str, Any] | None, where: str) -> None:

@@ -20,6 +20,10 @@ def read_rows(path: Path, *, lines: bool = False) -> Any:
     import pandas as pd
 
     suffix = path.suffix.lower()
+    if not path.exists():
+        raise ModelgenError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelgenError(f"{path} is a folder: rows come in a file (.csv, .jsonl, .json or .parquet)")
     try:
         if suffix == ".csv":
             return pd.read_csv(path)
@@ -30,7 +34,7 @@ def read_rows(path: Path, *, lines: bool = False) -> Any:
         if suffix == ".parquet":
             return pd.read_parquet(path)
     except (OSError, ValueError) as err:
-        raise ModelgenError(f"cannot read rows from {path}: {err}") from err
+        raise ModelgenError(f"cannot read rows from {path}: {_reason(err)}") from err
     raise ModelgenError(f"{path}: rows must be .csv, .jsonl, .json or .parquet")
 
 

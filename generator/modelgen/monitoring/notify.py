@@ -41,6 +41,8 @@ def notify(
         sent.append(webhook)
     if smtp and mail_to:
         host, _, port = smtp.partition(":")
+        if port and not port.isdigit():
+            raise NotifyError(f"mail through {smtp}: the port {port!r} is not a number (allowed: host or host:port)")
         message = EmailMessage()
         message["Subject"] = f"[modelgen] drift in {model}: {', '.join(report.drifted)}"
         message["From"] = mail_from

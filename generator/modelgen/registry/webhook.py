@@ -196,4 +196,8 @@ def serve(webhook: Webhook, host: str, port: int, threads: int = 4) -> None:
     except ImportError as err:
         raise ModelgenError("the webhook server needs waitress: pip install 'modelgen[webhook]'") from err
     log.info("webhook listening on %s:%d", host, port)
-    waitress.serve(wsgi_app(webhook), host=host, port=port, threads=threads, ident="modelgen-webhook")
+    try:
+        waitress.serve(wsgi_app(webhook), host=host, port=port, threads=threads, ident="modelgen-webhook")
+    except (OSError, ValueError) as err:  # waitress: ValueError for a host it cannot resolve
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise ModelgenError(f"cannot listen on {host}:{port}: {reason}") from err
