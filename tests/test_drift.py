@@ -165,3 +165,40 @@ def test_a_wide_model_profile_fits_argo_cds_last_applied_annotation():
     # A narrow model keeps the full sample.
     narrow = profile(frame[["x0"]], columns[:1])
     assert len(narrow["features"]["x0"]["sample"]) == 1000
+
+
+def test_the_html_report_escapes_what_comes_from_the_data(reference, columns, tmp_path):
+    # Category values, feature names and the model name all reach the page; none may become markup.
+    from html.parser import HTMLParser
+
+    from modelgen.monitoring.report import write_reports
+
+    hostile = "<script>alert(1)</script>"
+    ref = reference.assign(island=reference["island"].where(reference.index % 3 != 0, hostile))
+    ref = ref.rename(columns={"sex": "sex<b onmouseover='x()'>"})
+    cols = [c | {"name": "sex<b onmouseover='x()'>"} if c["name"] == "sex" else c for c in columns]
+    live = ref.copy()
+    live.loc[live.index % 4 == 0, "island"] = "<img src=x onerror=alert(2)>"
+    _, page = write_reports(compare(profile(ref, cols), live), "<i>model</i>", tmp_path)
+    text = page.read_text("utf-8")
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.attributes, self.text = set(), set(), []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.add(tag)
+            self.attributes.update(name for name, _ in attrs)
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Tags()
+    parsed.feed(text)
+    assert {"script", "img", "b", "i"}.isdisjoint(parsed.tags), parsed.tags
+    assert {"onmouseover", "onerror"}.isdisjoint(parsed.attributes)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text  # the category is in the chart, as text
+    shown = "".join(parsed.text)
+    assert hostile in shown and "<img src=x onerror=alert(2)>" in shown and "Drift report: <i>model</i>" in shown
+    assert "sex<b onmouseover='x()'>" in shown

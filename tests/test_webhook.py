@@ -201,3 +201,35 @@ def test_an_invalid_manifest_is_422_naming_the_field(setup):
     assert status == 422
     assert any(f"{NAME}/{version}/model.yaml" in p and "spec.task" in p for p in reply["problems"]), reply
     assert remote.branches() == ["main"]
+
+
+def test_an_artifact_that_is_not_the_pinned_bytes_is_422(setup):
+    remote, registry, server, version, model_dir = setup
+    text = upload_model(registry, version, model_dir, manifest=False)
+    pinned = text.split("sha256: ", 1)[1].split("\n", 1)[0].split()[0]
+    registry.publish(NAME, version, "model.yaml", text.replace(pinned, "ab" * 32).encode())
+    body = delivery(f"{NAME}/{version}/model.yaml")
+    status, reply = server.post(body, sign(body))
+    assert status == 422 and "problems" not in reply, (reply, server.output())
+    assert f"{NAME}/{version}/model.joblib: sha256 is {pinned}, expected {'ab' * 32}" in reply["error"]
+    assert remote.branches() == ["main"]
+
+
+def test_a_deployed_version_with_another_artifact_is_409(setup):
+    remote, registry, server, version, model_dir = setup
+    text = upload_model(registry, version, model_dir)
+    body = delivery(f"{NAME}/{version}/model.yaml")
+    assert server.post(body, sign(body))[0] == 200
+    # The same version again, uploaded beside other bytes: the branch already holds it with the first artifact.
+    again = f"{version}-again"
+    other = registry.publish(NAME, again, "model.joblib", (model_dir / "model.joblib").read_bytes() + b"\0")
+    for name in ("sample.json", "reference.csv", "train.py"):
+        registry.publish(NAME, again, name, (model_dir / name).read_bytes())
+    pinned = text.split("sha256: ", 1)[1].split("\n", 1)[0].split()[0]
+    uri = text.split("uri: ", 1)[1].split("\n", 1)[0]
+    registry.publish(NAME, again, "model.yaml", text.replace(uri, other.uri).replace(pinned, other.sha256).encode())
+    pushes = len(remote.pushes())
+    body = delivery(f"{NAME}/{again}/model.yaml")
+    status, reply = server.post(body, sign(body))
+    assert status == 409, (reply, server.output())
+    assert "a version's artifact never changes" in reply["error"] and len(remote.pushes()) == pushes

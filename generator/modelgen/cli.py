@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelgen import __version__
-from modelgen.errors import ManifestError, ModelgenError
+from modelgen.errors import ManifestError, ModelgenError, os_problem
 
 log = logging.getLogger("modelgen")
 
@@ -143,41 +143,34 @@ def _profile(args: argparse.Namespace) -> int:
 
     from modelgen.manifest import load
     from modelgen.monitoring.drift import profile
-    from modelgen.monitoring.monitor import read_rows
+    from modelgen.monitoring.inputs import read_rows
     from modelgen.monitoring.reference import profile_columns
 
     manifest = load(args.manifest)
     rows = read_rows(Path(args.reference))
     columns = profile_columns(manifest, rows, args.reference)
-    Path(args.output).write_text(json.dumps(profile(rows, columns), indent=1) + "\n", "utf-8")
+    _write(Path(args.output), json.dumps(profile(rows, columns), indent=1) + "\n", "the profile")
     print(f"{args.output}: profile of {len(rows)} reference rows, {len(columns)} features")
     return 0
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    import json
 
     from modelgen.monitoring.drift import compare
-    from modelgen.monitoring.monitor import (
-        PREDICTION,
-        notify,
-        read_input_log,
-        read_rows,
-        summary,
-        window_seconds,
-        write_reports,
-    )
+    from modelgen.monitoring.inputs import PREDICTION, read_input_log, read_profile, read_rows, window_seconds
+    from modelgen.monitoring.notify import notify
+    from modelgen.monitoring.report import summary, write_reports
 
-    try:
-        reference = json.loads(Path(args.profile).read_text("utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelgenError(f"cannot read the profile {args.profile}: {err}") from err
+    reference = read_profile(Path(args.profile))
     thresholds = _thresholds(args.thresholds)
     live_path = Path(args.live)
     if live_path.is_dir():
         live = read_input_log(live_path, window_seconds(args.window) if args.window else None)
     else:
         live = read_rows(live_path)
+    if reference["features"] and not set(reference["features"]) & set(live.columns):
+        features = ", ".join(reference["features"])
+        raise ModelgenError(f"{args.live}: none of the profile's features ({features}) is in these rows")
     column = next((c for c in (args.prediction_column, PREDICTION) if c in live), None)
     predictions = live.pop(column).tolist() if column else None
     if not len(live):
@@ -279,7 +272,7 @@ def _thresholds(text: str | None) -> dict[str, float] | None:
 def _webhook_serve(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
-    from modelgen.registry.backends import registry_for
+    from modelgen.registry.backends import LocalRegistry, registry_for
     from modelgen.registry.webhook import SECRET_VARIABLE, Webhook, serve
 
     if not args.registry:
@@ -287,6 +280,8 @@ def _webhook_serve(args: argparse.Namespace) -> int:
     if not args.gitops:
         raise ModelgenError(f"--gitops (or ${GITOPS_VARIABLE}) is required")
     registry = registry_for(args.registry)
+    if isinstance(registry, LocalRegistry) and not registry.root.is_dir():
+        raise ModelgenError(f"--registry {args.registry}: no such folder")
     repository = args.repository
     if repository is None and str(args.registry).startswith(("http://", "https://")):
         repository = urlsplit(args.registry).path.rstrip("/").rsplit("/", 1)[-1] or None
@@ -319,10 +314,17 @@ def _docs(args: argparse.Namespace) -> int:
 
     text = manifest_reference()
     if args.output:
-        Path(args.output).write_text(text, "utf-8")
+        _write(Path(args.output), text, "the manifest reference")
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _write(path: Path, text: str, what: str) -> None:
+    try:
+        path.write_text(text, "utf-8")
+    except OSError as err:
+        raise ModelgenError(f"cannot write {what}: {os_problem(err)}") from err
 
 
 def parser() -> argparse.ArgumentParser:
@@ -473,6 +475,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except ModelgenError as err:
         print(_red(f"error: {err}"), file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as err:
+        # A file the command reads or writes that no command checked first: say which, and why.
+        print(_red(f"error: {os_problem(err)}"), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

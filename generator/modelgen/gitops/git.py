@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelgen.errors import ModelgenError
+from modelgen.errors import GitError
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +23,6 @@ Changes = Mapping[str, bytes | None]  # path -> new content, or None to delete
 # The identity commits get when neither the environment nor git's config names one.
 FALLBACK_IDENTITY = {"name": "modelgen", "email": "modelgen@localhost"}
 _ZERO = "0" * 40
-
-
-class GitError(ModelgenError):
-    """A git command failed; the message carries git's own explanation."""
 
 
 @dataclass(frozen=True)

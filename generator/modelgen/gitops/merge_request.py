@@ -12,14 +12,10 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from modelgen.errors import ModelgenError
+from modelgen.errors import MergeRequestError
 
 TOKEN_VARIABLE = "GITLAB_TOKEN"
 URL_VARIABLE = "GITLAB_URL"
-
-
-class MergeRequestError(ModelgenError):
-    """GitLab did not open the merge request."""
 
 
 @dataclass(frozen=True)

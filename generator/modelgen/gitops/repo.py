@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelgen import __version__
-from modelgen.errors import ManifestError, ModelgenError
+from modelgen.errors import DeployedVersionConflict, GitopsError, ManifestError
 from modelgen.gitops.git import Changes, Entry, Git, GitError, push
 from modelgen.gitops.merge_request import GitLabApi, MergeRequest
 from modelgen.gitops.scaffold import CONFIG_FILE, GitopsSettings, parse_settings, scaffold
@@ -36,10 +36,6 @@ MODELS = "models"
 # re-render what was generated before and merge the hand edits made since.
 STORE = ".modelgen/templates"
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
-
-
-class GitopsError(ModelgenError):
-    """The GitOps repository cannot take this change."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +86,9 @@ class GitopsRepo:
         url = normalize(url_or_path)
         if not _URL.match(url) and not Path(url).exists():
             raise GitopsError(f"no git repository at {url}")
+        if not _URL.match(url) and not _is_repository(Path(url)):
+            # git's own answer is five lines about access rights
+            raise GitopsError(f"{url}: not a git repository ({'a file' if Path(url).is_file() else 'no HEAD or .git'})")
         slug = re.sub(r"[^A-Za-z0-9]+", "-", url).strip("-")[-40:]
         path = (cache or cache_root()) / "gitops" / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.git"
         git = Git(path)
@@ -432,6 +431,8 @@ def init_gitops(
     gets the scaffold as its first commit on the target branch; one with history gets a branch.
     """
     url = normalize(url_or_path)
+    if not _URL.match(url) and Path(url).exists() and not Path(url).is_dir():
+        raise GitopsError(f"{url} is a file: give a git repository, or a path for a new one")
     if not _URL.match(url) and not (Path(url).exists() and any(Path(url).iterdir())):
         Path(url).mkdir(parents=True, exist_ok=True)
         Git(Path(url)).run("init", "--bare", "--quiet", f"--initial-branch={settings.target_revision}")
@@ -490,9 +491,14 @@ def deployed(repo: GitopsRepo, name: str, commit: str | None) -> Manifest | None
         raise GitopsError(f"{where} is not a valid manifest:\n{err}") from err
 
 
+def _is_repository(path: Path) -> bool:
+    """A bare repository or a checkout (git would refuse to fetch from anything else)."""
+    return (path / "HEAD").is_file() or (path / ".git").exists()
+
+
 def _refuse_other_artifact(manifest: Manifest, deployed: Manifest | None, where: str) -> None:
     if deployed and deployed.version == manifest.version and deployed.artifact.sha256 != manifest.artifact.sha256:
-        raise GitopsError(
+        raise DeployedVersionConflict(
             f"{manifest.name} {manifest.version} on {where} has artifact sha256 {deployed.artifact.sha256}, "
             f"this manifest {manifest.artifact.sha256}: a version's artifact never changes; "
             "give the new artifact a new version"

@@ -123,7 +123,7 @@ def read_config(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise ModelgenError(f"cannot read {path}: {err.strerror or err}") from err
     except YAMLError as err:
-        raise ModelgenError(f"{path} is not valid YAML: {err}") from err
+        raise ModelgenError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
     return _checked(data, str(path))
 
 
@@ -207,5 +207,13 @@ def parse_settings(text: str, where: str) -> GitopsSettings:
     try:
         data = YAML(typ="safe").load(text)
     except YAMLError as err:
-        raise ModelgenError(f"{where} is not valid YAML: {err}") from err
+        raise ModelgenError(f"{where} is not valid YAML: {_yaml_problem(err)}") from err
     return load_settings(None, **_checked(data, where))
+
+
+def _yaml_problem(err: YAMLError) -> str:
+    """ruamel's several-line explanation as one line: where, and what."""
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(err).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"

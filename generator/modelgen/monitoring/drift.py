@@ -172,6 +172,64 @@ class Report:
         }
 
 
+# What ``compare`` reads of a profile, per kind: key -> the JSON types it may hold.
+_NUMBER, _LIST, _OBJECT = (int, float), (list,), (dict,)
+_PROFILE_KEYS = {
+    "numeric": {"edges": _LIST, "frequencies": _LIST, "mean": (*_NUMBER, type(None)), "missing": _NUMBER,
+                "sample": _LIST},
+    "categorical": {"frequencies": _OBJECT, "missing": _NUMBER},
+}  # fmt: skip
+_PREDICTION_KEYS = {
+    "numeric": {"mean": _NUMBER, "std": _NUMBER},
+    "categorical": {"frequencies": _OBJECT, "tracked": (str, type(None)), "mean": _NUMBER, "std": _NUMBER},
+}
+
+
+def profile_problem(doc: Any) -> str | None:
+    """What makes ``doc`` unusable as a reference profile (the first thing found), or None.
+
+    >>> profile_problem([])
+    'a JSON object with "features" expected, not a list'
+    >>> profile_problem({"features": {"x": {"kind": "numeric", "edges": [1.0]}}})
+    'features.x.frequencies: missing'
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("features"), dict):
+        return f'a JSON object with "features" expected, not {_json_type(doc)}'
+    for name, feature in doc["features"].items():
+        problem = _shape_problem(feature, _PROFILE_KEYS)
+        if problem:
+            return f"features.{name}{problem}"
+        if feature["kind"] == "numeric" and len(feature["frequencies"]) != len(feature["edges"]) + 1:
+            return f"features.{name}.frequencies: {len(feature['edges']) + 1} bins expected (one more than edges)"
+    if doc.get("predictions") is not None:
+        problem = _shape_problem(doc["predictions"], _PREDICTION_KEYS, default_kind="numeric")
+        if problem:
+            return f"predictions{problem}"
+    return None
+
+
+def _shape_problem(
+    section: Any, keys_by_kind: Mapping[str, Mapping[str, tuple[type, ...]]], default_kind: str | None = None
+) -> str | None:
+    if not isinstance(section, dict):
+        return f": an object expected, not {_json_type(section)}"
+    kind = section.get("kind", default_kind)
+    if kind not in keys_by_kind:
+        return f".kind: {kind!r} (allowed: {', '.join(keys_by_kind)})"
+    for key, types in keys_by_kind[kind].items():
+        if key not in section:
+            return f".{key}: missing"
+        value = section[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            return f".{key}: {_json_type(value)} is not allowed here"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
 def compare(
     reference: Mapping[str, Any],
     live: Any,

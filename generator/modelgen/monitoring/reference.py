@@ -58,7 +58,7 @@ def profile_columns(manifest: Manifest, rows: Any, where: str) -> list[dict[str,
 
 def reference_rows(manifest: Manifest) -> tuple[Any, str]:
     """The reference rows as a DataFrame, and where they came from (for messages)."""
-    from modelgen.monitoring.monitor import read_rows
+    from modelgen.monitoring.inputs import read_rows
 
     reference = manifest.monitoring.reference
     parts = urlsplit(reference)

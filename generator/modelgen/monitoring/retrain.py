@@ -28,7 +28,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
-from modelgen.errors import ModelgenError
+from modelgen.errors import RetrainError
 from modelgen.gitops.merge_request import GitLabApi
 from modelgen.gitops.repo import MODELS, GitopsRepo, Published, publish_model
 from modelgen.manifest import Manifest, load
@@ -37,10 +37,6 @@ from modelgen.registry.backends import registry_for
 from modelgen.render.project import project_manifest
 
 REFERENCES = ("reference.csv", "reference.jsonl", "reference.parquet")
-
-
-class RetrainError(ModelgenError):
-    """Retraining could not produce or publish a new model."""
 
 
 @dataclass(frozen=True)

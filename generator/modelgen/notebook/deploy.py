@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from modelgen import __version__
-from modelgen.errors import ModelgenError
+from modelgen.errors import DeployError
 from modelgen.manifest import default, load
 from modelgen.manifest.infer import input_columns, sample_records
 from modelgen.manifest.model import API_VERSION
@@ -42,10 +42,6 @@ FORMATS = ("joblib", "skops", "pickle")
 METHOD = {"probabilities": "predict_proba", "label": "predict", "value": "predict", "cluster": "predict"}
 # The service itself needs these whatever the model uses (it builds pandas frames).
 ALWAYS = ("numpy", "pandas")
-
-
-class DeployError(ModelgenError):
-    """The model cannot be shipped as it is; the message says what to change."""
 
 
 @dataclass(frozen=True)

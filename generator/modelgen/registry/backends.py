@@ -27,7 +27,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from modelgen.errors import RegistryError
+from modelgen.errors import ArtifactMismatch, ArtifactMissing, PublishedVersionConflict, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,6 @@ class Artifact:
     uri: str
     sha256: str
     path: Path | None = None  # the local file, for registries that have one
-
-
-class ArtifactMissing(RegistryError):
-    """There is nothing at the artifact's URI (yet)."""
 
 
 class Registry(Protocol):
@@ -278,7 +274,7 @@ def _check_place(name: str, version: str, filename: str) -> None:
 def _same_bytes(name: str, version: str, where: object, existing: bytes, data: bytes) -> None:
     """A published version never changes: refuse other bytes under it."""
     if existing != data:
-        raise RegistryError(
+        raise PublishedVersionConflict(
             f"{name} {version} is already published with other bytes ({where}, sha256 {sha256_hex(existing)}); "
             "a published version never changes: publish under a new version"
         )
@@ -287,7 +283,7 @@ def _same_bytes(name: str, version: str, where: object, existing: bytes, data: b
 def _verified(uri: str, data: bytes, sha256: str) -> bytes:
     actual = sha256_hex(data)
     if actual != sha256.lower():
-        raise RegistryError(
+        raise ArtifactMismatch(
             f"{uri}: sha256 is {actual}, expected {sha256}; the artifact was changed after it was published"
         )
     return data

@@ -18,14 +18,22 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from modelgen.errors import ManifestError, ModelgenError, RegistryError
+from modelgen.errors import (
+    ArtifactMismatch,
+    ArtifactMissing,
+    ManifestError,
+    ModelgenError,
+    RegistryError,
+    VersionConflict,
+)
 from modelgen.gitops.merge_request import GitLabApi
 from modelgen.gitops.repo import GitopsRepo, publish_model
 from modelgen.manifest import load, named_files
-from modelgen.registry.backends import ArtifactMissing, HttpRegistry, LocalRegistry
+from modelgen.registry.backends import HttpRegistry, LocalRegistry
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +115,9 @@ class Webhook:
                 result = publish_model(repo, manifest, merge_request=True, api=api)
             except ManifestError as err:
                 problems = [str(p).replace(str(manifest_path), f"{folder}/{MANIFEST}") for p in err.problems]
-                return Reply(422, {"error": "invalid manifest", "problems": problems})
-            except RegistryError as err:
-                return Reply(422 if "sha256 is" in str(err) else 502, {"error": str(err)})
+                return Reply(status_for(err), {"error": "invalid manifest", "problems": problems})
             except ModelgenError as err:
-                return Reply(409 if "never changes" in str(err) else 502, {"error": str(err)})
+                return Reply(status_for(err), {"error": str(err)})
         log.info("%s: %s", asset, result.message)
         body = {"status": result.message, "branch": result.branch, "pushed": result.pushed}
         if result.merge_request_url:
@@ -123,6 +129,21 @@ class Webhook:
         if data is None and not missing_ok:
             raise RegistryError(f"{path}: no such file in the registry")
         return data
+
+
+# Which HTTP status a failed delivery gets, by the exception's type (the first class it is an instance of).
+# Nexus retries 5xx: what a retry may fix is 502; what the upload itself got wrong is 4xx.
+STATUSES: tuple[tuple[type[ModelgenError], int], ...] = (
+    (ManifestError, 422),  # fix the manifest and upload it again
+    (ArtifactMismatch, 422),  # the artifact is not the bytes the manifest pins
+    (VersionConflict, 409),  # this version is already deployed with another artifact
+    (ModelgenError, 502),  # the registry, git or GitLab failed: a retry may succeed
+)
+
+
+def status_for(err: ModelgenError) -> int:
+    """The HTTP status a delivery that failed with ``err`` is answered with."""
+    return next(status for kind, status in STATUSES if isinstance(err, kind))
 
 
 def wsgi_app(webhook: Webhook) -> Callable:
@@ -140,8 +161,7 @@ def wsgi_app(webhook: Webhook) -> Callable:
             headers = {k[5:].replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
             reply = webhook.handle(headers, body)
         data = json.dumps(reply.body).encode("utf-8")
-        reason = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed"}
-        status = f"{reply.status} {reason.get(reply.status, 'Error')}"
+        status = f"{reply.status} {HTTPStatus(reply.status).phrase}"
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
 
@@ -155,4 +175,8 @@ def serve(webhook: Webhook, host: str, port: int, threads: int = 4) -> None:
     except ImportError as err:
         raise ModelgenError("the webhook server needs waitress: pip install 'modelgen[webhook]'") from err
     log.info("webhook listening on %s:%d", host, port)
-    waitress.serve(wsgi_app(webhook), host=host, port=port, threads=threads, ident="modelgen-webhook")
+    try:
+        waitress.serve(wsgi_app(webhook), host=host, port=port, threads=threads, ident="modelgen-webhook")
+    except (OSError, ValueError) as err:  # waitress: ValueError for a host it cannot resolve
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise ModelgenError(f"cannot listen on {host}:{port}: {reason}") from err

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from modelgen.errors import OutputError
+from modelgen.errors import OutputError, os_problem
 from modelgen.render.templates import Files
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,11 @@ def write_project(files: Files, target: Path) -> bool:
     if _same(files, target):
         log.info("%s is up to date", target)
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    except OSError as err:
+        raise OutputError(f"cannot write the project: {os_problem(err)}") from err
     backup = target.parent / f".{target.name}.old-{os.getpid()}"
     try:
         for rel, data in files.items():
@@ -38,7 +41,7 @@ def write_project(files: Files, target: Path) -> bool:
     except OSError as err:
         if backup.exists() and not target.exists():
             backup.rename(target)
-        raise OutputError(f"could not write {target}: {err}") from err
+        raise OutputError(f"could not write {target}: {os_problem(err)}") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(backup, ignore_errors=True)
