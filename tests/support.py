@@ -19,12 +19,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The JSON schemas vendored for the tests (tests/schemas/README.md); MODELGEN_SCHEMAS may point at another copy.
+SCHEMAS = Path(os.environ.get("MODELGEN_SCHEMAS") or ROOT / "tests" / "schemas")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def schema_folder(name: str) -> Path:
+    """A folder of SCHEMAS, e.g. ``crds/argoproj.io``; a missing one fails the test instead of skipping it."""
+    folder = SCHEMAS / name
+    if not folder.is_dir():
+        raise AssertionError(f"no JSON schemas at {folder}: tests/schemas/README.md says where they come from")
+    return folder
 
 
 def train(example: str, out: Path, registry: Path) -> Path:
