@@ -29,7 +29,7 @@ from sklearn.preprocessing import OneHotEncoder
 from support import Service
 
 import modelgen
-from modelgen.errors import ModelgenError
+from modelgen.errors import ModelgenError, RegistryError
 from modelgen.notebook.deploy import DeployError, infer_task, pin_requirements, referenced_globals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ def test_refusals_say_what_to_change(tmp_path, monkeypatch):
         modelgen.deploy(model, "reg", frame.to_dict("records"), **kwargs)
     with pytest.raises(DeployError, match="format='onnx' is not one of joblib, skops, pickle"):
         modelgen.deploy(model, "reg", frame, format="onnx", **kwargs)
-    with pytest.raises(ModelgenError, match="is not a model name"):
+    with pytest.raises(RegistryError, match="is not a model name"):
         modelgen.deploy(model, "Reg_1", frame, **kwargs)
     monkeypatch.delenv("MODELGEN_REGISTRY", raising=False)
     with pytest.raises(DeployError, match=r"say where the registry is: registry=\.\.\. or \$MODELGEN_REGISTRY"):
