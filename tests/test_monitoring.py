@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
@@ -23,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 from gitops_support import Remote, cli, git, variant
-from support import Service, smtp_inbox
+from support import Service, smtp_inbox, wait_until
 from test_drift import Receiver, drifted, undrifted
 
 from modelgen.cli import main
@@ -51,6 +50,9 @@ def records(frame: pd.DataFrame) -> list[dict]:
     return [{k: (int(v) if k == "year" else v) for k, v in row.items()} for row in rows]
 
 
+MONITORING = ("modelgen_feature_", "modelgen_predictions_")  # the counts each worker flushes every 0.5 s
+
+
 def serve_and_send(project: Path, python: Path, model: Path, rows: list[dict], log_dir: Path) -> str:
     """Start the service with every request logged, send ``rows`` in batches; returns /metrics."""
     env = {"MODELGEN_INPUT_LOG": str(log_dir), "MODELGEN_LOG_SAMPLE_RATE": "1", "MODELGEN_WORKERS": "2"}
@@ -60,8 +62,22 @@ def serve_and_send(project: Path, python: Path, model: Path, rows: list[dict], l
             body = json.dumps(rows[start : start + BATCH]).encode()
             response = service.request("POST", "/invocations", body, {"Content-Type": "application/json"})
             assert response.status == 200, response.body[:500]
-        time.sleep(1)  # every worker moves its counts to the counters within 0.5 s
-        return service.request("GET", "/metrics").body.decode()
+        # Each worker moves its counts to the counters every 0.5 s: wait until every row's prediction is
+        # counted and a second read finds the same counts (the flush that moved them has finished).
+        seen: list[list[str]] = []
+
+        def settled(text: str) -> bool:
+            seen.append([line for line in text.splitlines() if line.startswith(MONITORING)])
+            predicted = sum(value for _, value in samples(text, "modelgen_predictions_total"))
+            return predicted == len(rows) and len(seen) > 1 and seen[-1] == seen[-2]
+
+        return wait_until(
+            lambda: service.request("GET", "/metrics").body.decode(),
+            settled,
+            timeout=30,
+            interval=0.1,
+            message=f"/metrics did not settle on {len(rows)} counted predictions",
+        )
     finally:
         service.stop()
 
