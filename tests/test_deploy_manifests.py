@@ -282,6 +282,7 @@ def test_strict_schema_catches_a_misspelt_field(rendered, openshift_schemas):
     assert list(validator.iter_errors(route))
 
 
+@pytest.mark.slow  # checkov takes seconds to start, once per runtime
 def test_checkov_passes_with_only_the_justified_skips(checkov_report):
     code, report, output = checkov_report
     assert report, f"checkov wrote no JSON report (exit {code}):\n{output[-3000:]}"
@@ -315,6 +316,7 @@ def test_gitlab_ci_passes_the_gitlab_schema(project, ci_file):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # checkov
 def test_dockerfile_passes_hadolint_and_checkov(project):
     dockerfile = project / "Dockerfile"
     done = _run(BIN / "hadolint", "--no-color", "--failure-threshold", "error", dockerfile)
@@ -648,6 +650,7 @@ def training_job(project) -> Path:
     return project / "training" / "job.yaml"
 
 
+@pytest.mark.slow  # checkov
 def test_training_job_passes_kubernetes_validate_and_checkov(training_job, tmp_path):
     # kubectl create names the Job from generateName; kubernetes-validate wants a name.
     job = yaml.safe_load(training_job.read_text())

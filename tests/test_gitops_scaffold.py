@@ -190,6 +190,7 @@ def test_parent_pipeline_passes_the_gitlab_schema(settings, tmp_path):
     assert pipeline["validate"]["image"] == "$MODELGEN_CI_IMAGE"
 
 
+@pytest.mark.slow  # checkov
 def test_ci_image_dockerfile_passes_hadolint_and_checkov():
     dockerfile = ROOT / "ci" / "image" / "Dockerfile"
     for cmd in (
@@ -381,6 +382,7 @@ CORE = ("deployment", "service", "networkpolicy")
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+@pytest.mark.slow  # checkov
 def test_webhook_deployment_renders_and_passes_the_schemas_and_checkov(tmp_path):
     settings = GitopsSettings(REPO_URL, gitlab_url="https://gitlab.example.com")
     for path, data in scaffold(settings).items():

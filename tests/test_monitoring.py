@@ -142,6 +142,7 @@ def monitor(project: Path, log_dir: Path, out: Path, receiver, smtp) -> tuple[in
     return code, stdout
 
 
+@pytest.mark.slow
 def test_the_service_counts_inputs_and_predictions_per_reference_bin(traffic, reference):
     text, log_dir = traffic["drift"]
     rows = traffic["drift_rows"]
@@ -167,6 +168,7 @@ def test_the_service_counts_inputs_and_predictions_per_reference_bin(traffic, re
     assert {k for k in logged[0]} == {*reference.columns, "__ts", "__prediction"}
 
 
+@pytest.mark.slow
 def test_monitor_raises_nothing_on_undrifted_traffic(traffic, penguins_project, receiver, smtp_server, tmp_path):
     _, log_dir = traffic["calm"]
     code, out = monitor(penguins_project, log_dir, tmp_path / "calm", receiver, smtp_server)
@@ -182,6 +184,7 @@ def drift_report(traffic, penguins_project, receiver, smtp_server, tmp_path_fact
     return code, stdout, out
 
 
+@pytest.mark.slow
 def test_monitor_flags_exactly_the_three_drifted_features_and_notifies(drift_report, receiver, smtp_server):
     code, out, folder = drift_report
     assert code == 4
@@ -208,6 +211,7 @@ def chromium() -> str:
     return found
 
 
+@pytest.mark.slow
 def test_html_report_renders_its_per_feature_sections_in_headless_chromium(drift_report, tmp_path):
     from PIL import Image
 
@@ -242,6 +246,7 @@ def test_html_report_renders_its_per_feature_sections_in_headless_chromium(drift
         assert len(rows) > 7 * 60, f"{colour}: bars on {len(rows)} rows"
 
 
+@pytest.mark.slow  # runs the training script, then generate
 def test_retrain_local_publishes_a_new_artifact_and_a_branch_with_the_updated_manifest(
     penguins_manifest, registry, gitops_cache, capsys, tmp_path
 ):
@@ -284,6 +289,7 @@ def test_retrain_local_publishes_a_new_artifact_and_a_branch_with_the_updated_ma
     assert not math.isnan(provenance["metrics"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_batch_entry_point_scores_a_file_and_names_a_bad_cell(
     penguins_manifest, penguins_project, penguins_python, model_path, tmp_path
 ):
@@ -351,6 +357,7 @@ for _ in range(40):
 """
 
 
+@pytest.mark.slow
 def test_the_input_log_rotates_by_size_and_keeps_three_old_files(penguins_project, penguins_python, tmp_path):
     logs = tmp_path / "inputs"
     done = subprocess.run(

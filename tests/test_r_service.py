@@ -19,6 +19,8 @@ from test_service import _bad_requests, _csv
 
 from modelgen.api import generate
 
+pytestmark = pytest.mark.slow  # R: the example trained, its service started
+
 ROOT = Path(__file__).resolve().parents[1]
 R_ENV = {"TZ": "UTC"}
 
