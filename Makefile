@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format system-deps bench clean
+.PHONY: demo test test-fast lint format system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,18 @@ $(GITLAB_CI_LOCAL):
 	mkdir -p .work/npm
 	npm install --silent --no-audit --no-fund --prefix .work/npm gitlab-ci-local@4.73.0
 
+# Everything, docstring examples included (pyproject's [tool.pytest.ini_options]); what CI runs.
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+
+# Lint and the tests not marked slow, in under two minutes: no venvs, services, R, nginx, chromium
+# or notebooks. Needs git and kubectl, which `make system-deps` checks for.
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -5,6 +5,7 @@ Like a Nexus raw repository with "disable redeploy", a PUT over an existing arti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,10 +13,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from support import free_port
+from support import free_port, wait_until
 
 USER, PASSWORD = "ci", "s3cret"
 
@@ -98,6 +100,22 @@ class NginxRegistry:
                 time.sleep(0.05)
         server.stop()
         raise RuntimeError("nginx did not start")
+
+    def logged(self) -> list[str]:
+        """The access log, once it holds every request answered so far.
+
+        nginx writes a request's line after the response: a request sent now, answered after all
+        the earlier ones by the one worker, is logged after them too, so its line marks the end.
+        """
+        marker = f"/logged-{uuid.uuid4().hex}"
+        with contextlib.suppress(urllib.error.HTTPError):  # 404: outside /repository/
+            urllib.request.urlopen(f"http://127.0.0.1:{self.port}{marker}", timeout=10)
+        log = self.root / "logs" / "access.log"
+        return wait_until(
+            lambda: log.read_text().splitlines(),
+            lambda lines: any(f"GET {marker} " in line for line in lines),
+            message=f"nginx did not log GET {marker}",
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -12,19 +12,58 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The JSON schemas vendored for the tests (tests/schemas/README.md); MODELGEN_SCHEMAS may point at another copy.
+SCHEMAS = Path(os.environ.get("MODELGEN_SCHEMAS") or ROOT / "tests" / "schemas")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(
+    probe: Callable[[], T],
+    done: Callable[[T], object] = bool,
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "the condition did not hold",
+) -> T:
+    """Call ``probe`` every ``interval`` s until ``done(value)`` holds (by default: the value is true); return it.
+
+    What a test waits for is a condition, not a time: this returns as soon as it holds, and after
+    ``timeout`` s raises AssertionError with ``message`` and the last value, however busy the machine.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if done(value):
+            return value
+        if time.monotonic() >= deadline:
+            shown = repr(value)
+            shown = shown if len(shown) <= 2000 else shown[:2000] + "..."
+            raise AssertionError(f"{message} within {timeout:g} s; the last value was {shown}")
+        time.sleep(interval)
+
+
+def schema_folder(name: str) -> Path:
+    """A folder of SCHEMAS, e.g. ``crds/argoproj.io``; a missing one fails the test instead of skipping it."""
+    folder = SCHEMAS / name
+    if not folder.is_dir():
+        raise AssertionError(f"no JSON schemas at {folder}: tests/schemas/README.md says where they come from")
+    return folder
 
 
 def train(example: str, out: Path, registry: Path) -> Path:
@@ -79,6 +118,8 @@ class Service:
     startup_seconds: float = 0.0
     # What starts it; the default is the Python service's entry point.
     command: list[str] | None = None
+    # Responses it gave through ``request``, by (method, path, status): what its /metrics must count.
+    answered: Counter[tuple[str, str, int]] = field(default_factory=Counter)
 
     @property
     def url(self) -> str:
@@ -135,10 +176,12 @@ class Service:
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return Response(resp.status, dict(resp.headers), resp.read())
+                response = Response(resp.status, dict(resp.headers), resp.read())
         except urllib.error.HTTPError as err:
             with err:
-                return Response(err.code, dict(err.headers), err.read())
+                response = Response(err.code, dict(err.headers), err.read())
+        self.answered[(method, path, response.status)] += 1
+        return response
 
     def post_json(self, doc, **headers: str) -> Response:
         return self.request(

@@ -29,7 +29,7 @@ from sklearn.preprocessing import OneHotEncoder
 from support import Service
 
 import modelgen
-from modelgen.errors import ModelgenError
+from modelgen.errors import ModelgenError, RegistryError
 from modelgen.notebook.deploy import DeployError, infer_task, pin_requirements, referenced_globals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,7 @@ def penguins():
     return penguins_train.build_pipeline().fit(features, species), features
 
 
+@pytest.mark.slow
 def test_deploy_end_to_end_serves_the_sample_like_the_object_in_memory(env, nginx, penguins, penguins_python, tmp_path):
     model, features = penguins
     sample = features.head(200)
@@ -137,6 +138,7 @@ def test_deploy_end_to_end_serves_the_sample_like_the_object_in_memory(env, ngin
         service.stop()
 
 
+@pytest.mark.slow  # two deploys, each checking its artifact in a fresh process
 def test_version_defaults_to_the_next_free_one(env, tmp_path):
     frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "g": ["a", "b", "a", "b"]})
     model = make_pipeline(
@@ -193,6 +195,7 @@ def test_schema_inference_on_pandas_dtypes(tmp_path, monkeypatch):
         modelgen.deploy(model, "churn", dated, registry=tmp_path / "registry", gitops=False, owner="a.b@example.com")
 
 
+@pytest.mark.slow  # a deploy and its round-trip check
 def test_custom_code_is_found_and_shipped(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
     (tmp_path / "ratio_features.py").write_text(
@@ -226,6 +229,7 @@ def test_custom_code_is_found_and_shipped(tmp_path, monkeypatch):
     assert not any(r.startswith("ratio") for r in spec["requirements"])
 
 
+@pytest.mark.slow  # several deploys up to their refusal
 def test_refusals_say_what_to_change(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
     frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
@@ -235,7 +239,7 @@ def test_refusals_say_what_to_change(tmp_path, monkeypatch):
         modelgen.deploy(model, "reg", frame.to_dict("records"), **kwargs)
     with pytest.raises(DeployError, match="format='onnx' is not one of joblib, skops, pickle"):
         modelgen.deploy(model, "reg", frame, format="onnx", **kwargs)
-    with pytest.raises(ModelgenError, match="is not a model name"):
+    with pytest.raises(RegistryError, match="is not a model name"):
         modelgen.deploy(model, "Reg_1", frame, **kwargs)
     monkeypatch.delenv("MODELGEN_REGISTRY", raising=False)
     with pytest.raises(DeployError, match=r"say where the registry is: registry=\.\.\. or \$MODELGEN_REGISTRY"):
@@ -299,6 +303,7 @@ def test_task_and_requirements_inference():
         pin_requirements(set(), "joblib", ["numpy"])
 
 
+@pytest.mark.slow  # a deploy and its round-trip check
 def test_skops_artifacts_record_their_trusted_types(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
     frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
@@ -318,6 +323,7 @@ def test_skops_artifacts_record_their_trusted_types(tmp_path, monkeypatch):
     assert np.array_equal(loaded.predict(frame), model.predict(frame))
 
 
+@pytest.mark.slow
 def test_the_example_notebook_runs_headless_and_deploys(env, tmp_path, monkeypatch):
     import nbclient
     import nbformat

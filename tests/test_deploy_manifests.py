@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import jsonschema
 import pandas as pd
 import pytest
 import yaml
+from support import schema_folder
 
 import modelgen
 from modelgen.manifest import load
@@ -30,7 +30,6 @@ from modelgen.render.templates import render
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SCHEMAS = Path(os.environ.get("MODELGEN_SCHEMAS", ROOT.parent / "shared" / "schemas"))
 
 NAME = "churn-risk"
 SHA256 = "ab" * 32
@@ -223,13 +222,7 @@ def checkov_report(object_files) -> tuple[int, dict[str, Any], str]:
 
 @pytest.fixture(scope="module")
 def openshift_schemas() -> Path:
-    folder = SCHEMAS / "openshift-4.17-strict"
-    if not folder.is_dir():
-        message = f"OpenShift schemas not found at {folder} (set MODELGEN_SCHEMAS)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return folder
+    return schema_folder("openshift-4.17-strict")
 
 
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -289,6 +282,7 @@ def test_strict_schema_catches_a_misspelt_field(rendered, openshift_schemas):
     assert list(validator.iter_errors(route))
 
 
+@pytest.mark.slow  # checkov takes seconds to start, once per runtime
 def test_checkov_passes_with_only_the_justified_skips(checkov_report):
     code, report, output = checkov_report
     assert report, f"checkov wrote no JSON report (exit {code}):\n{output[-3000:]}"
@@ -322,6 +316,7 @@ def test_gitlab_ci_passes_the_gitlab_schema(project, ci_file):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # checkov
 def test_dockerfile_passes_hadolint_and_checkov(project):
     dockerfile = project / "Dockerfile"
     done = _run(BIN / "hadolint", "--no-color", "--failure-threshold", "error", dockerfile)
@@ -579,11 +574,7 @@ def test_argo_cd_sync_waves_put_the_image_stream_and_build_before_the_deployment
 
 @pytest.mark.parametrize("kind", ["ServiceMonitor", "PrometheusRule"])
 def test_monitoring_objects_pass_the_prometheus_operator_schemas(rendered, kind):
-    folder = SCHEMAS / "crds" / "monitoring.coreos.com"
-    if not folder.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"no Prometheus-operator schemas at {folder}")
-        pytest.skip(f"no Prometheus-operator schemas at {folder}")
+    folder = schema_folder("crds/monitoring.coreos.com")
     schema = json.loads((folder / f"{kind.lower()}_v1.json").read_text("utf-8"))
     validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)(schema)
     for env, docs in rendered.items():
@@ -659,6 +650,7 @@ def training_job(project) -> Path:
     return project / "training" / "job.yaml"
 
 
+@pytest.mark.slow  # checkov
 def test_training_job_passes_kubernetes_validate_and_checkov(training_job, tmp_path):
     # kubectl create names the Job from generateName; kubernetes-validate wants a name.
     job = yaml.safe_load(training_job.read_text())

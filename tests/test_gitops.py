@@ -115,6 +115,7 @@ def test_generate_pushes_a_branch_with_the_model_and_merge_request_options(remot
     assert remote.branches() == ["main", BRANCH]
 
 
+@pytest.mark.slow  # several generate runs
 def test_rerunning_the_same_version_is_a_no_op(remote, penguins_manifest, capsys, tmp_path):
     generate(capsys, remote, penguins_manifest, "--merge-request")
     pushes = len(remote.pushes())
@@ -140,6 +141,7 @@ def test_a_different_artifact_under_an_existing_version_is_refused(remote, pengu
         pushes += 1
 
 
+@pytest.mark.slow  # several generate runs
 def test_a_new_version_changes_only_version_artifact_and_sha(remote, penguins_manifest, capsys, tmp_path):
     generate(capsys, remote, penguins_manifest)
     remote.merge(BRANCH, tmp_path / "work")
@@ -216,6 +218,7 @@ def test_two_models_updated_one_after_the_other_merge_without_conflict(
     assert f"{PENGUINS} 1.0.0 (new model)" in " ".join(by_name[PENGUINS][6:])
 
 
+@pytest.mark.slow  # generates and merges
 def test_list_shows_the_default_environments_of_a_manifest_that_names_none(remote, penguins_manifest, capsys, tmp_path):
     # No spec.environments: the schema's default (dev, prod) deploys it, and list must say so.
     bare = variant(penguins_manifest, tmp_path / "bare", {"  environments: [dev, prod]\n": ""})
@@ -228,6 +231,7 @@ def test_list_shows_the_default_environments_of_a_manifest_that_names_none(remot
     assert row[:5] == [PENGUINS, "1.0.0", "jane.doe@example.com", "python", "dev,prod"]
 
 
+@pytest.mark.slow  # several generate runs
 def test_a_rejected_push_leaves_the_clone_clean_and_says_why(remote, penguins_manifest, capsys, gitops_cache):
     remote.reject()
     cli(capsys, "list", "--gitops", remote.path)  # fetched: the clone as every command starts from it
@@ -245,6 +249,7 @@ def test_a_rejected_push_leaves_the_clone_clean_and_says_why(remote, penguins_ma
     assert code == 0 and f"pushed {BRANCH}" in out
 
 
+@pytest.mark.slow  # four generate runs, each scoring the reference
 def test_diff_shows_what_generate_would_change_without_pushing(remote, penguins_manifest, capsys, tmp_path):
     code, out, _ = cli(capsys, "diff", penguins_manifest, "--gitops", remote.path)
     assert code == 0
@@ -262,6 +267,7 @@ def test_diff_shows_what_generate_would_change_without_pushing(remote, penguins_
     assert remote.pushes() == pushes
 
 
+@pytest.mark.slow  # generate, merge, remove
 def test_remove_opens_a_merge_request_deleting_the_folder(remote, penguins_manifest, capsys, tmp_path):
     generate(capsys, remote, penguins_manifest)
     remote.merge(BRANCH, tmp_path / "work")
@@ -298,6 +304,7 @@ def test_not_a_gitops_repository(tmp_path, penguins_manifest, capsys):
     assert code == 2 and "not a GitOps repository made by `modelgen init-gitops`" in err
 
 
+@pytest.mark.slow  # several generate runs
 def test_merge_request_through_the_gitlab_api(remote, penguins_manifest, capsys, monkeypatch, tmp_path):
     with FakeGitLab() as gitlab:
         monkeypatch.setenv("GITLAB_TOKEN", "glpat-secret")

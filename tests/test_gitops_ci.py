@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from gitops_support import Remote, cli, git
 
+pytestmark = pytest.mark.slow  # gitlab-ci-local runs the pipelines in a project's virtualenv
+
 ROOT = Path(__file__).resolve().parents[1]
 PENGUINS = "penguin-species"
 BRANCH = f"modelgen/{PENGUINS}-1.0.0"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from support import schema_folder
 
 from modelgen.api import generate
 from modelgen.errors import ModelgenError
@@ -33,17 +33,6 @@ CUSTOM = GitopsSettings(
     namespace_prefix="ml-",
 )
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-def schema_dir() -> Path:
-    """The shared schemas (README of ../shared/schemas): skipped locally when absent, a failure in CI."""
-    folder = Path(os.environ.get("MODELGEN_SCHEMAS", ROOT.parent / "shared" / "schemas"))
-    if not (folder / "crds" / "argoproj.io").is_dir():
-        message = f"no Argo CD schemas at {folder} (set MODELGEN_SCHEMAS)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return folder
 
 
 def documents(files: dict[str, bytes], path: str) -> list[dict]:
@@ -89,7 +78,7 @@ def test_scaffold_renders_the_argocd_files_pipeline_readme_and_settings(settings
 
 
 def test_every_argocd_object_validates_against_its_schema(settings):
-    schemas = schema_dir() / "crds" / "argoproj.io"
+    schemas = schema_folder("crds/argoproj.io")
     by_kind = {
         "AppProject": json.loads((schemas / "appproject_v1alpha1.json").read_text()),
         "ApplicationSet": json.loads((schemas / "applicationset_v1alpha1.json").read_text()),
@@ -201,6 +190,7 @@ def test_parent_pipeline_passes_the_gitlab_schema(settings, tmp_path):
     assert pipeline["validate"]["image"] == "$MODELGEN_CI_IMAGE"
 
 
+@pytest.mark.slow  # checkov
 def test_ci_image_dockerfile_passes_hadolint_and_checkov():
     dockerfile = ROOT / "ci" / "image" / "Dockerfile"
     for cmd in (
@@ -392,6 +382,7 @@ CORE = ("deployment", "service", "networkpolicy")
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+@pytest.mark.slow  # checkov
 def test_webhook_deployment_renders_and_passes_the_schemas_and_checkov(tmp_path):
     settings = GitopsSettings(REPO_URL, gitlab_url="https://gitlab.example.com")
     for path, data in scaffold(settings).items():
@@ -411,7 +402,7 @@ def test_webhook_deployment_renders_and_passes_the_schemas_and_checkov(tmp_path)
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    openshift = schema_dir() / "openshift-4.17-strict"
+    openshift = schema_folder("openshift-4.17-strict")
     for kind, schema_file in (("route", "route-route-v1.json"), ("deployment", "deployment-apps-v1.json")):
         schema = json.loads((openshift / schema_file).read_text())
         doc = yaml.safe_load((out / f"{kind}.yaml").read_text())

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
@@ -23,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 from gitops_support import Remote, cli, git, variant
-from support import Service, smtp_inbox
+from support import Service, smtp_inbox, wait_until
 from test_drift import Receiver, drifted, undrifted
 
 from modelgen.cli import main
@@ -51,6 +50,9 @@ def records(frame: pd.DataFrame) -> list[dict]:
     return [{k: (int(v) if k == "year" else v) for k, v in row.items()} for row in rows]
 
 
+MONITORING = ("modelgen_feature_", "modelgen_predictions_")  # the counts each worker flushes every 0.5 s
+
+
 def serve_and_send(project: Path, python: Path, model: Path, rows: list[dict], log_dir: Path) -> str:
     """Start the service with every request logged, send ``rows`` in batches; returns /metrics."""
     env = {"MODELGEN_INPUT_LOG": str(log_dir), "MODELGEN_LOG_SAMPLE_RATE": "1", "MODELGEN_WORKERS": "2"}
@@ -60,8 +62,22 @@ def serve_and_send(project: Path, python: Path, model: Path, rows: list[dict], l
             body = json.dumps(rows[start : start + BATCH]).encode()
             response = service.request("POST", "/invocations", body, {"Content-Type": "application/json"})
             assert response.status == 200, response.body[:500]
-        time.sleep(1)  # every worker moves its counts to the counters within 0.5 s
-        return service.request("GET", "/metrics").body.decode()
+        # Each worker moves its counts to the counters every 0.5 s: wait until every row's prediction is
+        # counted and a second read finds the same counts (the flush that moved them has finished).
+        seen: list[list[str]] = []
+
+        def settled(text: str) -> bool:
+            seen.append([line for line in text.splitlines() if line.startswith(MONITORING)])
+            predicted = sum(value for _, value in samples(text, "modelgen_predictions_total"))
+            return predicted == len(rows) and len(seen) > 1 and seen[-1] == seen[-2]
+
+        return wait_until(
+            lambda: service.request("GET", "/metrics").body.decode(),
+            settled,
+            timeout=30,
+            interval=0.1,
+            message=f"/metrics did not settle on {len(rows)} counted predictions",
+        )
     finally:
         service.stop()
 
@@ -126,6 +142,7 @@ def monitor(project: Path, log_dir: Path, out: Path, receiver, smtp) -> tuple[in
     return code, stdout
 
 
+@pytest.mark.slow
 def test_the_service_counts_inputs_and_predictions_per_reference_bin(traffic, reference):
     text, log_dir = traffic["drift"]
     rows = traffic["drift_rows"]
@@ -151,6 +168,7 @@ def test_the_service_counts_inputs_and_predictions_per_reference_bin(traffic, re
     assert {k for k in logged[0]} == {*reference.columns, "__ts", "__prediction"}
 
 
+@pytest.mark.slow
 def test_monitor_raises_nothing_on_undrifted_traffic(traffic, penguins_project, receiver, smtp_server, tmp_path):
     _, log_dir = traffic["calm"]
     code, out = monitor(penguins_project, log_dir, tmp_path / "calm", receiver, smtp_server)
@@ -166,6 +184,7 @@ def drift_report(traffic, penguins_project, receiver, smtp_server, tmp_path_fact
     return code, stdout, out
 
 
+@pytest.mark.slow
 def test_monitor_flags_exactly_the_three_drifted_features_and_notifies(drift_report, receiver, smtp_server):
     code, out, folder = drift_report
     assert code == 4
@@ -192,6 +211,7 @@ def chromium() -> str:
     return found
 
 
+@pytest.mark.slow
 def test_html_report_renders_its_per_feature_sections_in_headless_chromium(drift_report, tmp_path):
     from PIL import Image
 
@@ -226,6 +246,7 @@ def test_html_report_renders_its_per_feature_sections_in_headless_chromium(drift
         assert len(rows) > 7 * 60, f"{colour}: bars on {len(rows)} rows"
 
 
+@pytest.mark.slow  # runs the training script, then generate
 def test_retrain_local_publishes_a_new_artifact_and_a_branch_with_the_updated_manifest(
     penguins_manifest, registry, gitops_cache, capsys, tmp_path
 ):
@@ -268,6 +289,7 @@ def test_retrain_local_publishes_a_new_artifact_and_a_branch_with_the_updated_ma
     assert not math.isnan(provenance["metrics"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_batch_entry_point_scores_a_file_and_names_a_bad_cell(
     penguins_manifest, penguins_project, penguins_python, model_path, tmp_path
 ):
@@ -335,6 +357,7 @@ for _ in range(40):
 """
 
 
+@pytest.mark.slow
 def test_the_input_log_rotates_by_size_and_keeps_three_old_files(penguins_project, penguins_python, tmp_path):
     logs = tmp_path / "inputs"
     done = subprocess.run(

@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import ROOT
 from test_generate import MANIFEST
 
 from modelgen.api import generate
 from modelgen.gitops.scaffold import GitopsSettings, scaffold
+
+pytestmark = pytest.mark.slow  # builds the wheel and installs it in a virtualenv
 
 
 def test_installed_wheel_renders_byte_identical_projects(tmp_path):

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from gitops_support import Remote, cli
 
+pytestmark = pytest.mark.slow  # R: the package installed, a model trained and deployed
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TRAIN = """

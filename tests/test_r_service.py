@@ -11,14 +11,15 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from support import Service, free_port
+from support import Service, free_port, wait_until
 from test_service import _bad_requests, _csv
 
 from modelgen.api import generate
+
+pytestmark = pytest.mark.slow  # R: the example trained, its service started
 
 ROOT = Path(__file__).resolve().parents[1]
 R_ENV = {"TZ": "UTC"}
@@ -70,6 +71,12 @@ def r_model_path(r_project, tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     assert "(sha256 ok)" in done.stdout
     return target
+
+
+def counted_invocations(metrics: str) -> float:
+    """The POST /invocations answered 200 that a /metrics text counts, every worker's added up."""
+    prefix = 'modelgen_requests_total{endpoint="/invocations",method="POST",status="200"}'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(prefix))
 
 
 def r_service(project: Path, model_path: Path, **env: str) -> Service:
@@ -190,22 +197,15 @@ def test_other_endpoints_and_metrics_across_workers(r_penguins, r_project):
     assert r_penguins.request("GET", "/ping").json() == {"status": "ok"}
 
     def count() -> float:
-        text = r_penguins.request("GET", "/metrics").body.decode()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith('modelgen_requests_total{endpoint="/invocations",method="POST",status="200"}')
-        )
+        return counted_invocations(r_penguins.request("GET", "/metrics").body.decode())
 
-    time.sleep(0.6)  # earlier tests' requests: every worker has written its counts 0.2 s after them
-    before = count()
+    # Each worker writes its counts 0.2 s after a request: wait for those of earlier tests' requests first.
+    before = r_penguins.answered[("POST", "/invocations", 200)]
+    wait_until(count, lambda n: n == before, message=f"/metrics did not count the {before} earlier requests")
     sample = json.loads((r_project / "tests/sample.json").read_text())
     for _ in range(12):  # nginx spreads these over both workers; /metrics adds both up
         assert r_penguins.post_json(sample[:1]).status == 200
-    deadline = time.monotonic() + 5  # each worker writes its counts within 0.2 s of a request
-    while count() != before + 12 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert count() == before + 12
+    wait_until(count, lambda n: n == before + 12, message=f"/metrics did not count {before} + 12 requests")
     text = r_penguins.request("GET", "/metrics").body.decode()
     assert f'modelgen_model_info{{name="{contract["name"]}"' in text
     assert "modelgen_request_duration_seconds_bucket" in text
@@ -362,8 +362,13 @@ def test_monitoring_counts_logs_and_feeds_the_drift_job(r_project, r_model_path,
     try:
         for start in range(0, len(records), 100):
             assert service.post_json(records[start : start + 100]).status == 200
-        time.sleep(0.6)  # each worker writes its counts within 0.2 s of a request
-        text = service.request("GET", "/metrics").body.decode()
+        # A worker writes its counts (requests and inputs together) 0.2 s after a request.
+        posts = service.answered[("POST", "/invocations", 200)]
+        text = wait_until(
+            lambda: service.request("GET", "/metrics").body.decode(),
+            lambda text: counted_invocations(text) == posts,
+            message=f"/metrics did not count the {posts} requests",
+        )
     finally:
         service.stop()
 

@@ -20,6 +20,8 @@ import pytest
 import sklearn
 from support import Service, project_venv
 
+pytestmark = pytest.mark.slow  # every test serves from a project's own virtualenv
+
 # ---------------------------------------------------------------- fixtures
 
 

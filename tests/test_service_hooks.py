@@ -113,7 +113,8 @@ def test_cluster_output_is_an_integer(app_module):
 
 def test_declared_classes_must_match_the_model(app_module):
     model = make_pipeline(_encoder(), LogisticRegression()).fit(FRAME, ["a", "b", "a", "b", "a", "b"])
-    with pytest.raises(Exception, match=r"classes_ are \['a', 'b'\], the manifest declares \['b', 'a'\]"):
+    mismatch = importlib.import_module("app.predict").ModelMismatch
+    with pytest.raises(mismatch, match=r"classes_ are \['a', 'b'\], the manifest declares \['b', 'a'\]"):
         _client(app_module, model, {"type": "probabilities", "classes": ["b", "a"]})
 
 

@@ -21,6 +21,8 @@ from support import free_port
 
 from modelgen.registry.backends import HttpRegistry
 
+pytestmark = pytest.mark.slow  # nginx and the webhook server, each delivery a generate
+
 SECRET = "nexus-shared-secret"
 NAME = "penguin-hooked"
 

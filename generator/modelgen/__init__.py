@@ -1,9 +1,9 @@
 """modelgen: a trained tabular model in, a GitOps-managed prediction service out.
 
->>> import modelgen
->>> modelgen.generate("model.yaml", "out")  # doctest: +SKIP
-PosixPath('out/penguin-species')
->>> modelgen.deploy(pipeline, "penguin-species", X.head(200))  # from a notebook  # doctest: +SKIP
+``modelgen.generate(manifest_path, output_dir)`` writes the project a manifest (``model.yaml``)
+describes; ``modelgen.deploy(pipeline, name, sample)`` ships a fitted model from a notebook: it
+infers the manifest, uploads the artifact and pushes the project for review. Their docstrings
+hold examples that run.
 """
 
 from __future__ import annotations

@@ -164,8 +164,10 @@ def scaffold(settings: GitopsSettings) -> Files:
     """Render every file of the GitOps repository except ``models/``; keys are POSIX paths from its root.
 
     >>> files = scaffold(GitopsSettings("https://gitlab.example.com/platform/models.git"))
-    >>> sorted(files)
-    ['.gitlab-ci.yml', 'README.md', 'argocd/applicationset.yaml', 'argocd/appproject.yaml', 'gitops.yaml']
+    >>> sorted(files)  # doctest: +NORMALIZE_WHITESPACE
+    ['.gitlab-ci.yml', 'README.md', 'argocd/applicationset.yaml', 'argocd/appproject.yaml', 'gitops.yaml',
+     'webhook/deployment.yaml', 'webhook/kustomization.yaml', 'webhook/networkpolicy.yaml', 'webhook/route.yaml',
+     'webhook/service.yaml']
     """
     source = gitops_dir()
     if not source.is_dir():

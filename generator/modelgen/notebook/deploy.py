@@ -112,8 +112,19 @@ def deploy(
     beside the artifact and profiled into the project. ``registry``/``gitops``/``owner`` default
     to ``$MODELGEN_REGISTRY``, ``$MODELGEN_GITOPS`` and ``$MODELGEN_OWNER`` (else git's user.email).
 
-    >>> deploy(pipeline, "penguin-species", X.head(200), metadata={"metrics": {"accuracy": 0.98}})  # doctest: +SKIP
-    Deployment penguin-species 1.0.0 ...
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X = pd.DataFrame({"bill_length_mm": [39.1, 46.5, 50.0, 38.6], "flipper_length_mm": [181, 192, 196, 190]})
+    >>> pipeline = LogisticRegression().fit(X, ["Adelie", "Chinstrap", "Chinstrap", "Adelie"])
+    >>> infer_task(pipeline)  # what the manifest will say of it
+    ('classification', {'type': 'probabilities', 'classes': ['Adelie', 'Chinstrap']})
+
+    The call itself needs the registry and the GitOps repository (a GitLab project), so it is not run here:
+
+    >>> deploy(pipeline, "penguin-species", X, metadata={"metrics": {"accuracy": 0.98}})  # doctest: +SKIP
+    Deployment penguin-species 1.0.0
+      artifact  https://nexus.example.com/repository/models/penguin-species/1.0.0/model.joblib
+      ...
     """
     meta = dict(metadata or {})
     _check_arguments(name, sample, format)
