@@ -7,6 +7,8 @@ file, which is printed with numbers when a case fails), run in a copy of its fol
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from modelgen.manifest import (
     docs,
     load,
     load_text,
+    named_files,
     schema,
 )
 from modelgen.manifest.model import Autoscaling, Monitoring, Notify, Resources, Training
@@ -397,6 +400,33 @@ CASES = [
             f"(allowed: {NAME_RULE})"
         ],
         edits=[("name: penguin-species", "name: 3-penguins")],
+    ),
+    # A pattern's final $ is the end of the string (JSON Schema's meaning), not "before a final newline".
+    Case(
+        "name-with-a-trailing-newline",
+        [f'model.yaml:5: metadata.name: "penguin-species\\n" is not valid: contains "\\n" (allowed: {NAME_RULE})'],
+        edits=[("name: penguin-species", "name: |\n    penguin-species")],
+    ),
+    Case(
+        "sha256-with-a-trailing-newline",
+        [
+            f'model.yaml:16: spec.artifact.sha256: "{"0123456789abcdef" * 4}\\n" is not valid: '
+            f"has 65 characters, has characters other than 0-9 and a-f (allowed: {SHA_RULE})"
+        ],
+        edits=[('abcdef"\n    format', 'abcdef\\n"\n    format')],
+    ),
+    Case(
+        "version-with-a-trailing-newline",
+        [f'model.yaml:6: metadata.version: "1.2.0\\n" is not valid (allowed: {VERSION_RULE})'],
+        edits=[("version: 1.2.0\n", 'version: "1.2.0\\n"\n')],
+    ),
+    Case(
+        "a-number-longer-than-python-reads",
+        [
+            "model.yaml:28: (document): not valid YAML: a number too long to read "
+            "(Exceeds the limit (4300 digits) for integer string conversion)"
+        ],
+        edits=[("replicas: 3", "replicas: " + "9" * 5000)],
     ),
     Case(
         "name-ends-with-dash-and-has-space",
@@ -1036,3 +1066,54 @@ def test_docs_example_is_a_valid_manifest(tmp_path, monkeypatch):
     (tmp_path / "model.yaml").write_text(docs.EXAMPLE.replace("task: classification", "task: classify"))
     [message] = problems()
     assert f"```text\n{message}\n```" in docs.manifest_reference()
+
+
+# ---------------------------------------------------------------------------- hostile files
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded(folder):
+    # 10 lists of 10 aliases, 7 deep: 10**7 leaves once expanded, 2 KB as written.
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    (folder / "model.yaml").write_text(VALID_TEXT + "\n".join(lines) + "\n", "utf-8")
+    (message,) = problems()  # before the bound, validate spent 24 s walking the expansion
+    expanded = re.fullmatch(
+        r"model\.yaml: \(document\): the document expands to ([0-9,]+) values through YAML aliases "
+        r"\(allowed: at most 100,000; write the values out instead of nesting aliases\)",
+        message,
+    )
+    assert expanded and int(expanded[1].replace(",", "")) > 10**8
+
+
+def test_a_few_aliases_are_still_fine(folder):
+    edit(folder, [("    autoscaling: {max: 6}", "    autoscaling: &scaling {max: 6}")])
+    assert load("model.yaml").serving.autoscaling.max == 6
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_a_manifest_that_is_no_regular_small_file_is_refused_at_once(folder, kind):
+    target = folder / "model.yaml"
+    target.unlink()
+    if kind == "fifo":
+        os.mkfifo(target)  # reading it would block forever
+        expected = "model.yaml: (document): not a regular file (allowed: a YAML file)"
+    elif kind == "device":
+        target.symlink_to("/dev/zero")  # reading it would fill memory
+        expected = "model.yaml: (document): not a regular file (allowed: a YAML file)"
+    else:
+        target.write_text("# padding\n" * 200_000)
+        expected = "model.yaml: (document): the file has 2,000,000 bytes (allowed: at most 1,024 KiB)"
+    assert problems() == [expected]
+
+
+def test_named_files_tolerates_what_load_refuses():
+    assert list(named_files("spec: {sample: [unclosed")) == []
+    bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"b{i}: &b{i} [{', '.join(['*' + ('a' if i == 0 else f'b{i - 1}')] * 10)}]\n" for i in range(6)
+    )
+    assert list(named_files(bomb + "spec: {sample: s.json}\n")) == []
+    assert list(named_files("spec: {sample: s.json, code: [a.py], training: {script: t.py}}")) == [
+        "s.json",
+        "a.py",
+        "t.py",
+    ]

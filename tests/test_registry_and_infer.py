@@ -361,3 +361,14 @@ def test_write_handover_needs_the_code_it_names_and_then_writes_nothing(tmp_path
     with pytest.raises(ModelgenError, match=f"code module not found: {tmp_path.resolve()}/features.py"):
         write_handover(tmp_path / "out", MANIFEST, artifact=DATA, sample=[], code_from=tmp_path)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "filename"),
+    [("penguins\n", "1.0.0", "model.joblib"), ("penguins", "1.0.0\n", "model.joblib"), ("p", "1.0.0", "m.joblib\n")],
+)
+def test_a_trailing_newline_is_no_valid_name_version_or_file_name(tmp_path, name, version, filename):
+    # Python's $ matches before a final newline: each would become a folder or file with one in it.
+    with pytest.raises(RegistryError, match="not"):
+        LocalRegistry(tmp_path).publish(name, version, filename, b"bytes")
+    assert not any(tmp_path.rglob("*\n*"))

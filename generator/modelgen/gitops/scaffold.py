@@ -67,13 +67,13 @@ class GitopsSettings:
         if len(set(self.environments)) != len(self.environments):
             raise ModelgenError(f"gitops setting environments lists an environment twice: {list(self.environments)}")
         for namespace in self.namespaces:
-            if len(namespace) > 63 or not _DNS_LABEL.match(namespace):
+            if len(namespace) > 63 or not _DNS_LABEL.fullmatch(namespace):
                 raise ModelgenError(
                     f"gitops settings namespace_prefix + environment give {namespace!r}, not a valid namespace "
                     "(lower-case letters, digits and '-', at most 63 characters)"
                 )
         for name in ("project", "argocd_namespace", "webhook_namespace"):
-            if not _DNS_LABEL.match(getattr(self, name)):
+            if not _DNS_LABEL.fullmatch(getattr(self, name)):
                 raise ModelgenError(f"gitops setting {name} must be a DNS-1123 label, not {getattr(self, name)!r}")
 
     @property

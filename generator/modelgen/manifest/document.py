@@ -7,6 +7,7 @@ loader (which remembers positions) and turned into plain dicts and lists once it
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -45,6 +46,11 @@ def parse(text: str, label: str) -> CommentedMap:
         raise ManifestError([Problem(label, line, "", f"not valid YAML: {problem}")]) from None
     except RecursionError:
         raise ManifestError([Problem(label, None, "", "not valid YAML: nested too deeply")]) from None
+    except ValueError as err:  # an integer longer than Python converts (4300 digits)
+        long_number = re.search(rf"[0-9]{{{_LONGEST_INTEGER},}}", text)
+        line = text[: long_number.start()].count("\n") + 1 if long_number else None
+        message = f"not valid YAML: a number too long to read ({one_line(str(err).split(':')[0])})"
+        raise ManifestError([Problem(label, line, "", message)]) from None
     if doc is None:
         raise ManifestError([Problem(label, 1, "", f"the file is empty (allowed: {_DOCUMENT_SHAPE})")])
     if not isinstance(doc, CommentedMap):
@@ -59,10 +65,43 @@ def parse(text: str, label: str) -> CommentedMap:
                 )
             ]
         )
+    check_expansion(doc, label)
     return doc
 
 
 _DOCUMENT_SHAPE = "a YAML mapping with apiVersion, kind, metadata and spec"
+_LONGEST_INTEGER = 4301  # sys.int_info.str_digits_check_threshold + 1
+# A manifest holds hundreds of values; aliases that expand it past this are a "billion laughs".
+MAX_VALUES = 100_000
+
+
+def check_expansion(doc: Any, label: str) -> None:
+    """Refuse a document whose aliases expand it past ``MAX_VALUES``, before anything walks it.
+
+    The parser shares one node per anchor, so the document itself is small; ``plain`` and the
+    schema check would copy and visit every expansion. Sizes are counted once per shared node.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        known = sizes.get(id(node))
+        if known is None:
+            children = node.values() if isinstance(node, dict) else node
+            known = sizes[id(node)] = 1 + sum(size(child) for child in children)
+        return known
+
+    try:
+        total = size(doc)
+    except RecursionError:
+        raise ManifestError([Problem(label, None, "", "not valid YAML: nested too deeply")]) from None
+    if total > MAX_VALUES:
+        message = (
+            f"the document expands to {total:,} values through YAML aliases "
+            f"(allowed: at most {MAX_VALUES:,}; write the values out instead of nesting aliases)"
+        )
+        raise ManifestError([Problem(label, None, "", message)])
 
 
 def one_line(text: str) -> str:

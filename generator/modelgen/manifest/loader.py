@@ -7,6 +7,7 @@ Validation reports every problem at once, each as ``FILE:LINE: field.path: what 
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ruamel.yaml.error import YAMLError
 
 from modelgen.errors import ManifestError, Problem
 from modelgen.manifest import rules
-from modelgen.manifest.document import parse, plain
+from modelgen.manifest.document import check_expansion, parse, plain
 from modelgen.manifest.model import Manifest
 from modelgen.manifest.validate import schema, schema_problems
 
@@ -35,13 +36,40 @@ def load(path: str | Path) -> Manifest:
     """
     path = Path(path)
     label = str(path)
+    text = read_manifest_text(path, label)
+    return _checked(text, label, path.resolve().parent, path.name, path.resolve())
+
+
+# A manifest is a few kilobytes; anything far larger is not one, and is not read whole.
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+
+def read_manifest_text(path: Path, label: str) -> str:
+    """The text of the manifest at ``path``: a regular file of at most ``MAX_MANIFEST_BYTES``, in UTF-8.
+
+    A FIFO or a device (a symlink to /dev/zero) is refused before it is opened for reading,
+    so neither blocks nor fills memory.
+    """
     try:
-        text = path.read_text("utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ManifestError([Problem(label, None, "", "not a regular file (allowed: a YAML file)")])
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError([_too_large(label, info.st_size)])
+        with path.open("rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)  # the file may have grown since stat
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ManifestError([_too_large(label, len(data))])
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise ManifestError([Problem(label, None, "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ManifestError([Problem(label, None, "", f"cannot read file ({err})")]) from None
-    return _checked(text, label, path.resolve().parent, path.name, path.resolve())
+
+
+def _too_large(label: str, size: int) -> Problem:
+    limit = MAX_MANIFEST_BYTES // 1024
+    return Problem(label, None, "", f"the file has {size:,} bytes (allowed: at most {limit:,} KiB)")
 
 
 def load_text(text: str, where: str) -> Manifest:
@@ -53,6 +81,8 @@ def load_text(text: str, where: str) -> Manifest:
     >>> m.version, m.artifact.format, m.sample
     ('1.2.0', 'joblib', [])
     """
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ManifestError([_too_large(where, len(text))])
     return _checked(text, where, None, Path(where).name, Path(where))
 
 
@@ -89,8 +119,11 @@ def named_files(text: str | bytes) -> NamedFiles:
     NamedFiles(sample='s.json', code=('t.py',), script=None, reference=None)
     """
     try:
-        doc = YAML(typ="safe").load(text)
-    except YAMLError:
+        # Bounded as load() bounds it: the same size limit, and aliases that would expand it refused.
+        doc = YAML(typ="safe").load(text) if len(text) <= MAX_MANIFEST_BYTES else None
+        if doc is not None:
+            check_expansion(doc, "")
+    except (YAMLError, ValueError, RecursionError, ManifestError):
         doc = None
     spec = doc.get("spec") if isinstance(doc, dict) else None
     spec = spec if isinstance(spec, dict) else {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -33,7 +34,22 @@ def _validator() -> jsonschema.protocols.Validator:
     base = jsonschema.Draft202012Validator
     # JSON Schema counts 2.0 as an integer; Kubernetes does not, so neither do we.
     checker = base.TYPE_CHECKER.redefine("integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool))
-    return jsonschema.validators.extend(base, type_checker=checker)(schema())
+    return jsonschema.validators.extend(base, {"pattern": _pattern}, type_checker=checker)(schema())
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: dict[str, Any]) -> Iterator[Any]:
+    """``pattern`` with JSON Schema's (ECMA-262) meaning of a final ``$``: the very end of the
+    string. Python's ``$`` also matches before a final newline, so ``name: |`` would pass and
+    become a folder named ``penguin-species\n``."""
+    if validator.is_type(instance, "string") and not _end_anchored(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _end_anchored(pattern: str) -> re.Pattern[str]:
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + "\\Z"
+    return re.compile(pattern)
 
 
 def schema_problems(doc: Any, label: str) -> tuple[list[Problem], set[FieldPath]]:

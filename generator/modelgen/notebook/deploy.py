@@ -405,7 +405,7 @@ def next_version(name: str, repo: Any, store: Any, format: str) -> str:
             "for-each-ref", "--format=%(refname:short)", f"refs/remotes/origin/modelgen/{name}-*"
         ).split():
             tail = ref.rsplit(f"modelgen/{name}-", 1)[-1]
-            if VERSION.match(tail):
+            if VERSION.fullmatch(tail):
                 known.append(_triple(tail))
     major, minor, patch = max(known) if known else (1, 0, -1)
     while True:

@@ -267,7 +267,7 @@ def _check_place(name: str, version: str, filename: str) -> None:
     """What every backend checks before publishing ``NAME/VERSION/FILE``."""
     check_name(name)
     check_version(version)
-    if not FILENAME.match(filename):
+    if not FILENAME.fullmatch(filename):
         raise RegistryError(f"{filename!r} is not a plain file name (letters, digits, '.', '_', '-')")
 
 
@@ -314,7 +314,7 @@ def _reason(err: Exception) -> str:
 
 def check_name(name: str) -> str:
     """``name`` if it can name a model (a DNS-1123 label of at most 40 characters)."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise RegistryError(
             f"{name!r} is not a model name: lower-case letters, digits and '-', starting with a letter "
             "and not ending with '-', at most 40 characters"
@@ -324,7 +324,7 @@ def check_name(name: str) -> str:
 
 def check_version(version: str) -> str:
     """``version`` if it is a semantic version (``1.0.0``, ``2.1.0-rc.1``)."""
-    if not VERSION.match(version):
+    if not VERSION.fullmatch(version):
         raise RegistryError(f"{version!r} is not a semantic version such as 1.0.0")
     return version
 

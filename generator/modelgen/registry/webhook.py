@@ -85,8 +85,7 @@ class Webhook:
         if self.repository and repository != self.repository:
             return Reply(202, {"status": f"ignored: repository {repository} is not {self.repository}"})
         folder = PurePosixPath(str(asset).lstrip("/")).parent
-        with self._lock:
-            return self._deploy(str(folder), str(asset))
+        return self._deploy(str(folder), str(asset))
 
     def _deploy(self, folder: str, asset: str) -> Reply:
         with tempfile.TemporaryDirectory(prefix="modelgen-webhook-") as tmp:
@@ -110,9 +109,12 @@ class Webhook:
                 except ArtifactMissing:
                     # Uploaded before its artifact: the artifact's own event comes later.
                     return Reply(202, {"status": f"waiting: {manifest.artifact.uri} is not uploaded yet"})
-                repo = GitopsRepo.open(self.gitops)
-                api = GitLabApi.from_environment(self.gitlab_url, repo.settings.repo_url)
-                result = publish_model(repo, manifest, merge_request=True, api=api)
+                # Only the GitOps step is serialized: fetching and checking a delivery never waits
+                # behind another one (nor holds others up, whatever its manifest holds).
+                with self._lock:
+                    repo = GitopsRepo.open(self.gitops)
+                    api = GitLabApi.from_environment(self.gitlab_url, repo.settings.repo_url)
+                    result = publish_model(repo, manifest, merge_request=True, api=api)
             except ManifestError as err:
                 problems = [str(p).replace(str(manifest_path), f"{folder}/{MANIFEST}") for p in err.problems]
                 return Reply(status_for(err), {"error": "invalid manifest", "problems": problems})
