@@ -401,6 +401,25 @@ CASES = [
         ],
         edits=[("name: penguin-species", "name: 3-penguins")],
     ),
+    Case(
+        "input-named-like-the-input-logs-own-field",
+        [
+            'model.yaml:23: spec.input[2].name: "__ts" is the input log\'s own field '
+            "(allowed: any name but __ts and __prediction)"
+        ],
+        edits=[("{name: year, type: integer}", "{name: __ts, type: integer}")],
+        files=sample_of(
+            '{"island": "Biscoe", "bill_length_mm": 39.1, "__ts": 2007, "sex": "male"}',
+        ),
+    ),
+    Case(
+        "reference-outside-the-folder",
+        [
+            'model.yaml:32: spec.monitoring.reference: "/etc/passwd" points outside the manifest\'s folder '
+            "(allowed: a relative path inside the folder of model.yaml, or a file:// or http(s):// URI)"
+        ],
+        edits=[("  environments:", "  monitoring: {reference: /etc/passwd}\n  environments:")],
+    ),
     # A pattern's final $ is the end of the string (JSON Schema's meaning), not "before a final newline".
     Case(
         "name-with-a-trailing-newline",
@@ -1116,4 +1135,13 @@ def test_named_files_tolerates_what_load_refuses():
         "s.json",
         "a.py",
         "t.py",
+    ]
+
+
+def test_a_reference_symlinked_out_of_the_folder_is_refused(folder):
+    (folder / "reference.csv").symlink_to("/etc/passwd")
+    edit(folder, [("  environments:", "  monitoring: {reference: reference.csv}\n  environments:")])
+    assert problems() == [
+        'model.yaml:32: spec.monitoring.reference: "reference.csv" points outside the manifest\'s folder '
+        "(allowed: a relative path inside the folder of model.yaml, or a file:// or http(s):// URI)"
     ]

@@ -336,15 +336,16 @@ def _rules() -> str:
 {_indent(by_task)}
 
 - `spec.output.classes` is required for classification and not allowed for other tasks.
-- Column names in `spec.input` are unique; `categories` are only allowed on `string` columns,
-  and `strict` only with `categories`.
+- Column names in `spec.input` are unique and are not `__ts` or `__prediction` (the input log's
+  own fields); `categories` are only allowed on `string` columns, and `strict` only with `categories`.
 - `spec.serving.autoscaling.min` is at most its `max`, also for each environment once its own
   `autoscaling` is laid over `spec.serving.autoscaling` and the defaults.
 - Environment names are unique, whether written as a name or as a mapping; without
   `spec.environments` there are {defaults}.
 - `spec.sample` and every `spec.code` path name an existing file inside the manifest's folder
   (no absolute paths, no `..` out of it). A code file's name is an importable module name that
-  does not hide a standard-library module (such as `json.py`), and no two share one.
+  does not hide a standard-library module (such as `json.py`), and no two share one. A
+  `spec.monitoring.reference` given as a path stays inside that folder too (a URI may point anywhere).
 - `spec.sample` is a non-empty JSON list of records; every record has exactly the input columns,
   each value of the column's type (integers may be written as `3.0`), `null` only in `nullable`
   columns, and only known `categories` in `strict` columns (at most {MAX_SAMPLE_PROBLEMS} row

@@ -21,6 +21,8 @@ OUTPUTS_BY_TASK = {
     "anomaly-detection": ("score",),
     "clustering": ("cluster",),
 }
+# The input log's own fields beside each row's columns (the drift job reads them back).
+LOG_TIMESTAMP, LOG_PREDICTION = "__ts", "__prediction"
 # spec.framework's default depends on the runtime, which one JSON Schema default cannot say.
 DEFAULT_FRAMEWORK = {"python": "sklearn", "r": "stats"}
 

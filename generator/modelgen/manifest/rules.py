@@ -18,7 +18,7 @@ from typing import Any
 from modelgen.errors import Problem
 from modelgen.manifest.document import MISSING, FieldPath, dotted, line_of, one_line, plain
 from modelgen.manifest.messages import show
-from modelgen.manifest.model import OUTPUTS_BY_TASK
+from modelgen.manifest.model import LOG_PREDICTION, LOG_TIMESTAMP, OUTPUTS_BY_TASK
 from modelgen.manifest.validate import default
 from modelgen.manifest.values import sample_problems
 
@@ -102,6 +102,17 @@ def unique_columns(c: Checked) -> None:
                     "allowed: each column name once)",
                 )
             seen.setdefault(name, i)
+
+
+def no_log_field_names(c: Checked) -> None:
+    for i, _ in enumerate(c.spec_list("input")):
+        name = c.get("spec", "input", i, "name")
+        if name in (LOG_TIMESTAMP, LOG_PREDICTION):
+            c.add(
+                ("spec", "input", i, "name"),
+                f"{show(name)} is the input log's own field "
+                f"(allowed: any name but {LOG_TIMESTAMP} and {LOG_PREDICTION})",
+            )
 
 
 def categories_on_strings(c: Checked) -> None:
@@ -287,6 +298,19 @@ def training_script(c: Checked) -> None:
         _file_problem(c, ("spec", "training", "script"), script)
 
 
+def reference_inside(c: Checked) -> None:
+    """A reference given as a path is read beside the manifest, like the sample: never from elsewhere."""
+    reference = c.get("spec", "monitoring", "reference")
+    if not isinstance(reference, str) or "://" in reference or c.base is None:
+        return
+    if _inside(c.base, reference) is None:
+        c.add(
+            ("spec", "monitoring", "reference"),
+            f"{show(reference)} points outside the manifest's folder (allowed: a relative path inside the folder "
+            f"of {c.manifest_name}, or a file:// or http(s):// URI)",
+        )
+
+
 def sample_file(c: Checked) -> None:
     rel = c.get("spec", "sample")
     if rel is MISSING or c.base is None:
@@ -348,6 +372,7 @@ def _inside(base: Path, rel: str) -> Path | None:
 
 RULES: tuple[Rule, ...] = (
     unique_columns,
+    no_log_field_names,
     categories_on_strings,
     output_fits_task,
     classes_for_classification,
@@ -360,5 +385,6 @@ RULES: tuple[Rule, ...] = (
     code_of_the_runtime,
     code_files,
     training_script,
+    reference_inside,
     sample_file,
 )

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from modelgen.errors import ModelgenError
+from modelgen.manifest.model import LOG_PREDICTION, LOG_TIMESTAMP
 from modelgen.monitoring.drift import profile_problem
 
 # What the services' input logs add to each row (app/monitoring.py, app/monitoring.R).
-TIMESTAMP, PREDICTION = "__ts", "__prediction"
+TIMESTAMP, PREDICTION = LOG_TIMESTAMP, LOG_PREDICTION
 LOG_PATTERN = "inputs-*.jsonl*"  # one file per process, rotated to .1, .2 ...
 
 
