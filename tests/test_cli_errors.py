@@ -135,6 +135,9 @@ def test_gitops_paths_that_are_not_repositories(work):
     for path in ("a-folder", "a-file"):
         done = modelgen("list", "--gitops", path, cwd=work)
         assert_one_line_error(done, work / path, "not a git repository")
+    # A URL reaches git, whose several lines of explanation come back as one.
+    done = modelgen("list", "--gitops", (work / "a-folder").as_uri(), cwd=work)
+    assert_one_line_error(done, (work / "a-folder").as_uri(), "does not appear to be a git repository")
     assert_one_line_error(modelgen("init-gitops", "a-file", cwd=work), work / "a-file", "is a file")
     # A path inside a file reaches the CLI's last resort for OSError: still one line naming it.
     done = modelgen("init-gitops", "a-file/repo", cwd=work)
