@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ def test_installed_wheel_renders_byte_identical_projects(tmp_path):
         timeout=300,
     )
     wheel = next((tmp_path / "dist").glob("modelgen-*.whl"))
+    # The drift report's template is package data beside its module, not one of the force-included folders.
+    assert "modelgen/monitoring/templates/report.html.j2" in zipfile.ZipFile(wheel).namelist()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
     # pip byte-compiles the packaged templates on install; those caches must not leak into output.

@@ -155,26 +155,14 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-
     from modelgen.monitoring.drift import compare
-    from modelgen.monitoring.inputs import PREDICTION, read_input_log, read_profile, read_rows, window_seconds
+    from modelgen.monitoring.inputs import read_profile
     from modelgen.monitoring.notify import notify
     from modelgen.monitoring.report import summary, write_reports
 
     reference = read_profile(Path(args.profile))
     thresholds = _thresholds(args.thresholds)
-    live_path = Path(args.live)
-    if live_path.is_dir():
-        live = read_input_log(live_path, window_seconds(args.window) if args.window else None)
-    else:
-        live = read_rows(live_path)
-    if reference["features"] and not set(reference["features"]) & set(live.columns):
-        features = ", ".join(reference["features"])
-        raise ModelgenError(f"{args.live}: none of the profile's features ({features}) is in these rows")
-    column = next((c for c in (args.prediction_column, PREDICTION) if c in live), None)
-    predictions = live.pop(column).tolist() if column else None
-    if not len(live):
-        raise ModelgenError(f"{args.live}: no logged rows{' in the last ' + args.window if args.window else ''}")
+    live, predictions = _live_rows(args, list(reference["features"]))
     report = compare(reference, live, predictions, thresholds)
     as_json, as_html = write_reports(report, args.name, Path(args.out))
     print(summary(report, args.name))
@@ -191,6 +179,24 @@ def _monitor(args: argparse.Namespace) -> int:
     for target in sent:
         print(f"notified {target}")
     return EXIT_DRIFT if report.drifted and args.fail_on_drift else 0
+
+
+def _live_rows(args: argparse.Namespace, features: list[str]):
+    """The rows ``--live`` names (an input log folder or a file) and the predictions logged with them, if any."""
+    from modelgen.monitoring.inputs import PREDICTION, read_input_log, read_rows, window_seconds
+
+    live_path = Path(args.live)
+    if live_path.is_dir():
+        live = read_input_log(live_path, window_seconds(args.window) if args.window else None)
+    else:
+        live = read_rows(live_path)
+    if features and not set(features) & set(live.columns):
+        raise ModelgenError(f"{args.live}: none of the profile's features ({', '.join(features)}) is in these rows")
+    column = next((c for c in (args.prediction_column, PREDICTION) if c in live), None)
+    predictions = live.pop(column).tolist() if column else None
+    if not len(live):
+        raise ModelgenError(f"{args.live}: no logged rows{' in the last ' + args.window if args.window else ''}")
+    return live, predictions
 
 
 def _retrain(args: argparse.Namespace) -> int:

@@ -52,6 +52,8 @@ class Git:
             raise GitError(f"git {args[0]} failed: {err}") from err
         if done.returncode != 0:
             said = done.stderr.decode("utf-8", "replace").strip() or done.stdout.decode("utf-8", "replace").strip()
+            # One line, as every error modelgen prints: git's lines (fatal:, hint:, remote:) joined.
+            said = "; ".join(line.strip() for line in said.splitlines() if line.strip())
             raise GitError(f"git {args[0]} failed (exit {done.returncode}): {said}")
         return done.stdout
 

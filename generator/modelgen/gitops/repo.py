@@ -87,7 +87,7 @@ class GitopsRepo:
         if not _URL.match(url) and not Path(url).exists():
             raise GitopsError(f"no git repository at {url}")
         if not _URL.match(url) and not _is_repository(Path(url)):
-            # git's own answer is five lines about access rights
+            # said here, in words, before git's fetch fails with a note about access rights
             raise GitopsError(f"{url}: not a git repository ({'a file' if Path(url).is_file() else 'no HEAD or .git'})")
         slug = re.sub(r"[^A-Za-z0-9]+", "-", url).strip("-")[-40:]
         path = (cache or cache_root()) / "gitops" / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.git"
