@@ -25,8 +25,11 @@ def test_installed_wheel_renders_byte_identical_projects(tmp_path):
         timeout=300,
     )
     wheel = next((tmp_path / "dist").glob("modelgen-*.whl"))
-    # The drift report's template is package data beside its module, not one of the force-included folders.
-    assert "modelgen/monitoring/templates/report.html.j2" in zipfile.ZipFile(wheel).namelist()
+    # The drift report's and the manifest reference's templates are package data beside their
+    # modules, not one of the force-included folders.
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "modelgen/monitoring/templates/report.html.j2" in names
+    assert "modelgen/manifest/templates/manifest.md.j2" in names and "modelgen/manifest/templates/example.yaml" in names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
     # pip byte-compiles the packaged templates on install; those caches must not leak into output.
