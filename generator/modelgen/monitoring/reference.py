@@ -22,10 +22,9 @@ from urllib.parse import urlsplit
 
 from modelgen.errors import ModelgenError
 from modelgen.manifest.loader import Manifest
+from modelgen.render.contract import MONITORED, NUMERIC_FIELDS
 from modelgen.render.templates import CODE_DIR, Files, context, render_inputs, render_verbatim, templates_dir
 
-# The column of the service's CSV answer the drift job follows, per output type.
-MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
 SCORING_TIMEOUT = 600
 
 
@@ -126,6 +125,6 @@ def score(manifest: Manifest, project: Files, rows: Any) -> list[Any]:
         text = (root / "predictions.csv").read_text("utf-8")
     column = MONITORED[manifest.output["type"]]
     values = [record[column] for record in csv.DictReader(io.StringIO(text))]
-    if column in ("value", "score"):
+    if column in NUMERIC_FIELDS:
         return [float(v) for v in values]
     return values
