@@ -749,17 +749,16 @@ from pathlib import Path
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[3]
 sys.path.insert(0, ".")
 from app.model import load_model
-from app.monitoring import InputLog, Monitor, load_profile
+from app.monitoring import InputLog, Monitor
 from app.payload import InputSchema
 from app.predict import predictor_for
 from app.settings import from_env
 settings = from_env()
 c = settings.contract
 model = load_model(Path(sys.argv[1]), settings.model_sha256, c["artifact"]["format"], c["artifact"].get("trusted", ()))
-schema, predictor = InputSchema(c["columns"]), predictor_for(model, c["output"])
-profile = load_profile(settings.profile_path)
-monitors = {"off": None, "on": Monitor(c, profile, None),
-            "log": Monitor(c, profile, InputLog(Path(sys.argv[3]) / "inputs", c["sampleRate"], 10**9))}
+schema, predictor = InputSchema(c["columns"], c["values"]), predictor_for(model, c["output"])
+monitors = {"off": None, "on": Monitor(c["monitoring"], None),
+            "log": Monitor(c["monitoring"], InputLog(Path(sys.argv[3]) / "inputs", c["sampleRate"], 10**9))}
 one, many = Path(sys.argv[2]).joinpath("one.json").read_bytes(), Path(sys.argv[2]).joinpath("many.csv").read_bytes()
 def best(n, call):
     times = []

@@ -350,7 +350,7 @@ from pathlib import Path
 from app.monitoring import InputLog
 from app.payload import InputSchema
 contract = json.loads(Path("app/contract.json").read_text())
-frame = InputSchema(contract["columns"]).from_json(Path("tests/sample.json").read_bytes())
+frame = InputSchema(contract["columns"], contract["values"]).from_json(Path("tests/sample.json").read_bytes())
 log = InputLog(Path(sys.argv[1]), sample_rate=1.0, max_bytes=4000, backups=3)
 for _ in range(40):
     log.maybe_write(frame, ["Adelie"] * len(frame))

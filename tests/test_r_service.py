@@ -7,10 +7,12 @@ the Python suite's table of bad requests gets the same status codes and error sh
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from support import Service, free_port, wait_until
 from test_service import _bad_requests, _csv
 
 from modelgen.api import generate
+from modelgen.render import contract as contract_module
+from modelgen.render.templates import templates_dir
 
 pytestmark = pytest.mark.slow  # R: the example trained, its service started
 
@@ -395,3 +399,79 @@ def test_monitoring_counts_logs_and_feeds_the_drift_job(r_project, r_model_path,
     report = json.loads((tmp_path / "report" / "drift-report.json").read_text())
     assert {"island", "flipper_length_mm", "body_mass_g"} <= set(report["drifted"])
     assert np.isclose(sum(report["features"][0]["live"].values()), 1.0)
+
+
+VALUE_FORMS = r"""
+args <- commandArgs(TRUE)
+source(file.path(args[1], "payload.R"))
+spec <- jsonlite::read_json(args[2])
+schema <- input_schema(spec$columns, spec$values)
+for (case in spec$cases) {
+  body <- charToRaw(case$body)
+  out <- tryCatch(
+    {
+      values <- if (case$csv) schema$from_csv(body) else schema$from_json(body)
+      list(values = lapply(values, function(v) as.list(ifelse(is.na(v), NA, v))))
+    },
+    bad_request = function(err) list(column = err$column, row = err$row)
+  )
+  cat(as.character(jsonlite::toJSON(out, auto_unbox = TRUE, null = "null", na = "null")), "\n")
+}
+"""
+
+
+def test_both_runtimes_take_the_accepted_value_forms_from_the_contract(tmp_path):
+    """Change the contract's ``values`` and both services follow: the forms are data, not code."""
+    columns = [contract_module.column({"name": "n", "type": "integer", "nullable": True})]
+    columns.append(contract_module.column({"name": "b", "type": "boolean"}))
+    values = {"integralFloats": False, "csv": {"null": "NA", "true": ["yes"], "false": ["no"]}}
+    cases = [
+        {"csv": True, "body": "n,b\nNA,yes\n3,no\n"},  # accepted: null and the booleans as declared
+        {"csv": True, "body": "n,b\n3.0,yes\n"},  # no integral floats
+        {"csv": True, "body": "n,b\n3,true\n"},  # "true" is not one of the forms
+        {"csv": True, "body": "n,b\n,yes\n"},  # "" is a value (not a number), not null
+        {"csv": False, "body": '[{"n": 2.0, "b": true}]'},
+        {"csv": False, "body": '[{"n": 2, "b": false}, {"n": null, "b": true}]'},
+    ]
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"columns": columns, "values": values, "cases": cases}))
+    app = templates_dir() / "r-model" / "{{cookiecutter.name}}" / "app"
+    done = subprocess.run(
+        [rscript(), "-e", VALUE_FORMS, app, spec],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **R_ENV},
+    )
+    assert done.returncode == 0, done.stderr
+    r_answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+    sys.path.insert(0, str(templates_dir() / "python-model" / "{{cookiecutter.name}}"))
+    try:
+        payload = importlib.import_module("app.payload")
+    finally:
+        sys.path.pop(0)
+    schema = payload.InputSchema(columns, values)
+    python_answers = []
+    for case in cases:
+        try:
+            frame = (schema.from_csv if case["csv"] else schema.from_json)(case["body"].encode())
+        except payload.BadRequest as err:
+            python_answers.append({"column": err.column, "row": err.row})
+        else:
+            python_answers.append(
+                {"values": {n: [None if _missing(v) else v for v in frame[n].tolist()] for n in frame.columns}}
+            )
+    assert python_answers == [
+        {"values": {"n": [None, 3], "b": [True, False]}},
+        {"column": "n", "row": 0},
+        {"column": "b", "row": 0},
+        {"column": "n", "row": 0},
+        {"column": "n", "row": 0},
+        {"values": {"n": [2, None], "b": [False, True]}},
+    ]
+    assert r_answers == python_answers
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)

@@ -19,6 +19,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from modelgen.render import contract as contract_module
 from modelgen.render.templates import templates_dir
 
 COLUMNS = [
@@ -69,11 +70,15 @@ def _client(app_module, model, output):
         "task": "x",
         "framework": "sklearn",
         "output": output,
-        "columns": COLUMNS,
+        # As modelgen writes them into contract.json: the columns, their value rules, the documents.
+        "columns": [contract_module.column(c) for c in COLUMNS],
+        "values": contract_module.VALUES,
         "artifact": {"uri": "file:///m", "sha256": "0" * 64, "format": "joblib"},
         "requirements": [],
         "modelgen": "test",
+        "monitoring": None,
     }
+    contract.update(contract_module.documents(contract))
     return app_module.create_app(model, contract, max_request_bytes=1 << 20, sha256="0" * 64).test_client()
 
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from modelgen.render.contract import bin_labels
+
 PROFILE_VERSION = 1
 BINS = 10
 SAMPLE = 1000  # reference values kept per numeric column for the KS test...
@@ -263,7 +265,7 @@ def _numeric_report(name: str, ref: Mapping[str, Any], present: Any, missing_liv
     shares = _shares(np.searchsorted(edges, numbers, side="left"), len(edges) + 1)
     psi = _psi(ref["frequencies"], shares)
     p_value = float(stats.ks_2samp(ref["sample"], numbers).pvalue) if len(numbers) and ref["sample"] else None
-    labels = _bin_labels(edges)
+    labels = bin_labels(edges)
     return FeatureReport(
         name, "numeric", psi, p_value, ref["missing"], missing_live,
         reference=dict(zip(labels, ref["frequencies"], strict=True)),
@@ -367,11 +369,6 @@ def _shares(bins: Any, count: int) -> list[float]:
     counts = np.bincount(np.asarray(bins, dtype=int), minlength=count)[:count]
     total = counts.sum()
     return [float(c) / total if total else 0.0 for c in counts]
-
-
-def _bin_labels(edges: Sequence[float]) -> list[str]:
-    bounds = ["-inf", *(f"{e:g}" for e in edges), "inf"]
-    return [f"({a}, {b}]" for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def _category(value: Any) -> str:

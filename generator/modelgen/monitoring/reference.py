@@ -2,7 +2,7 @@
 by the generated project's own code, and profiled (``drift.profile``).
 
 Scoring runs the project's batch entry point (``python -m app.batch`` or ``Rscript
-app/batch.R``) in a subprocess over a private copy of the project, so the prediction
+app/batch.R``, through ``render.batch``) in a subprocess over a private copy of the project, so the prediction
 distribution comes from exactly the code and artifact the service will run. The profile is
 then stored in the project (``deploy/base/monitoring/profile.json``) and never recomputed from a
 project: upgrades and validation need neither the reference file nor the model.
@@ -13,8 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,9 @@ from urllib.parse import urlsplit
 
 from modelgen.errors import ModelgenError
 from modelgen.manifest import Manifest
-from modelgen.render.templates import CODE_DIR, Files, context, render_inputs, render_verbatim, templates_dir
-
-# The column of the service's CSV answer the drift job follows, per output type.
-MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
-SCORING_TIMEOUT = 600
+from modelgen.render.batch import run_batch, scoring_project
+from modelgen.render.contract import MONITORED, NUMERIC_FIELDS
+from modelgen.render.templates import Files
 
 
 def reference_profile(manifest: Manifest) -> dict[str, Any]:
@@ -37,10 +33,7 @@ def reference_profile(manifest: Manifest) -> dict[str, Any]:
     columns = profile_columns(manifest, rows, f"spec.monitoring.reference {where}")
     if not len(rows):
         raise ModelgenError(f"{manifest.path}: spec.monitoring.reference {where} has no rows")
-    # The service's code does not depend on monitoring: a project rendered without it scores the same.
-    project = render_inputs(context(manifest), templates_dir())
-    project.update({p: d for p, d in render_verbatim(manifest).items() if p.startswith(f"{CODE_DIR}/")})
-    predictions = score(manifest, project, rows[[c["name"] for c in columns]])
+    predictions = score(manifest, scoring_project(manifest), rows[[c["name"] for c in columns]])
     return profile(rows, columns, predictions)
 
 
@@ -96,36 +89,17 @@ def score(manifest: Manifest, project: Files, rows: Any) -> list[Any]:
 
     artifact = manifest.artifact
     data = fetch(artifact.uri, artifact.sha256)
-    with tempfile.TemporaryDirectory(prefix="modelgen-score-") as tmp:
-        root = Path(tmp)
-        for rel, content in project.items():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(content)
-        (root / artifact.filename).write_bytes(data)
-        rows.to_csv(root / "reference.csv", index=False)
-        if manifest.runtime == "python":
-            command = [sys.executable, "-m", "app.batch", "reference.csv", "predictions.csv"]
-        else:
-            command = ["Rscript", "app/batch.R", "reference.csv", "predictions.csv"]
-        # The project's own defaults (model.<format> beside app/, the pinned sha256), not a caller's.
-        env = {k: v for k, v in os.environ.items() if k not in ("MODEL_PATH", "MODEL_SHA256")}
-        env["PYTHONPATH"] = str(root)
-        try:
-            done = subprocess.run(
-                command, cwd=root, env=env, capture_output=True, text=True, timeout=SCORING_TIMEOUT, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise ModelgenError(f"{manifest.path}: cannot score the monitoring reference: {err}") from err
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise ModelgenError(
-                f"{manifest.path}: scoring spec.monitoring.reference with the model failed "
-                f"(exit {done.returncode}): {last}. The profile needs the model's {manifest.runtime} "
-                "requirements installed where modelgen runs."
-            )
-        text = (root / "predictions.csv").read_text("utf-8")
+    done = run_batch(project, manifest.runtime, data, artifact.format, rows.to_csv(index=False).encode("utf-8"), ".csv")
+    if done.returncode == -1:
+        raise ModelgenError(f"{manifest.path}: cannot score the monitoring reference: {done.error}")
+    if done.returncode != 0 or done.predictions is None:
+        raise ModelgenError(
+            f"{manifest.path}: scoring spec.monitoring.reference with the model failed "
+            f"(exit {done.returncode}): {done.error}. The profile needs the model's {manifest.runtime} "
+            "requirements installed where modelgen runs."
+        )
     column = MONITORED[manifest.output.type]
-    values = [record[column] for record in csv.DictReader(io.StringIO(text))]
-    if column in ("value", "score"):
+    values = [record[column] for record in csv.DictReader(io.StringIO(done.predictions))]
+    if column in NUMERIC_FIELDS:
         return [float(v) for v in values]
     return values

@@ -9,11 +9,16 @@ every check before it passed.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import functools
 import getpass
+import hashlib
 import html
 import importlib.metadata
 import io
+import json
+import math
 import os
 import pickle
 import shutil
@@ -141,7 +146,14 @@ def deploy(
     references = referenced_globals(model)
     modules = local_modules(references, code)
     pins = pin_requirements(references, format, requirements)
-    check_round_trip(model, data, format, trusted, sample, records, columns, output, modules)
+
+    document = functools.partial(
+        _document, model, meta, name=name, owner=owner, task=task, output=output, columns=columns, pins=pins,
+        modules=modules, format=format, trusted=trusted, sha256=hashlib.sha256(data).hexdigest(),
+    )  # fmt: skip
+    # Before anything is uploaded: the project as it will be generated (version and place to come).
+    rehearsal = document(version="0.0.0", uri=f"file:///round-trip/model.{format}", environments=["dev"])
+    check_round_trip(model, rehearsal, data, sample, columns, modules)
 
     repo = None
     if gitops_url is not None:
@@ -157,13 +169,11 @@ def deploy(
     if reference_rows is not None:
         uploaded = store.publish(name, version, "reference.csv", reference_rows)
         monitoring = {**dict(meta.get("monitoring") or {}), "reference": uploaded.uri}
-    manifest = _document(
-        model, meta, name=name, version=version, owner=owner, task=task, output=output, columns=columns,
-        pins=pins, modules=modules, artifact=artifact, format=format, trusted=trusted, monitoring=monitoring,
-        environments=meta.get("environments") or every,
-    )  # fmt: skip
+    manifest = document(
+        version=version, uri=artifact.uri, environments=meta.get("environments") or every, monitoring=monitoring
+    )
     out = _out_dir(name, version)
-    path = _write_handover(out, manifest, data, records, modules)
+    path = _handover(out, manifest, data, records, modules)
     checked = load(path)  # the schema and every rule `modelgen validate` applies
 
     branch = url = None
@@ -178,16 +188,16 @@ def deploy(
     return Deployment(name, version, artifact.uri, artifact.sha256, path, branch, url, message)
 
 
-def _document(model: Any, meta: Mapping[str, Any], **given: Any) -> dict[str, Any]:
+def _document(model: Any, meta: Mapping[str, Any], monitoring: dict[str, Any] | None = None, **given: Any) -> dict:
     """The manifest ``deploy()`` writes, from what it inferred and published (``given``)."""
-    artifact, fmt, trusted = given["artifact"], given["format"], given["trusted"]
+    fmt, trusted = given["format"], given["trusted"]
     spec = {
         "runtime": "python",
         "framework": "sklearn",
         "task": given["task"],
         "artifact": {
-            "uri": artifact.uri,
-            "sha256": artifact.sha256,
+            "uri": given["uri"],
+            "sha256": given["sha256"],
             "format": fmt,
             **({"trusted": trusted} if fmt == "skops" and trusted else {}),
         },
@@ -198,7 +208,7 @@ def _document(model: Any, meta: Mapping[str, Any], **given: Any) -> dict[str, An
         "sample": "sample.json",
         **({"serving": meta["serving"]} if meta.get("serving") else {}),
         "environments": given["environments"],
-        **({"monitoring": given["monitoring"]} if given["monitoring"] else {}),
+        **({"monitoring": monitoring} if monitoring else {}),
     }
     metadata = {
         "name": given["name"],
@@ -218,25 +228,6 @@ def _check_arguments(name: str, sample: Any, format: str) -> None:
         raise DeployError(f"format={format!r} is not one of {', '.join(FORMATS)}")
     if not isinstance(sample, pd.DataFrame) or sample.empty:
         raise DeployError("sample must be a non-empty pandas DataFrame of raw input rows (e.g. X_train.head(200))")
-
-
-def _write_handover(
-    out: Path, manifest: dict[str, Any], data: bytes, records: list[dict[str, Any]], modules: list[Path]
-) -> Path:
-    staging = Path(tempfile.mkdtemp(prefix="modelgen-code-"))
-    try:
-        for module in modules:
-            shutil.copyfile(module, staging / module.name)
-        return write_handover(
-            out,
-            manifest,
-            artifact=data,
-            sample=records,
-            code_from=staging,
-            header=f"Written by modelgen.deploy() {__version__}; the GitOps repository keeps the reviewed copy.",
-        )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _publish(repo: Any, manifest: Any, merge_request: bool) -> Any:
@@ -417,98 +408,91 @@ def next_version(name: str, repo: Any, store: Any, format: str) -> str:
 
 # --- the round trip --------------------------------------------------------------------------
 
-_CHILD = r"""
-import pickle, sys
-from pathlib import Path
-args = pickle.load(sys.stdin.buffer)
-sys.path[:0] = args["paths"]
-path, fmt = Path(args["artifact"]), args["format"]
-if fmt == "joblib":
-    import joblib
-    model = joblib.load(path)
-elif fmt == "skops":
-    import skops.io
-    model = skops.io.load(path, trusted=args["trusted"])
-else:
-    model = pickle.loads(path.read_bytes())
-from modelgen.manifest.infer import service_frame
-out = {}
-for label, frame in (("sample", args["frame"]), ("service", service_frame(args["records"], args["columns"]))):
-    out[label] = {m: getattr(model, m)(frame) for m in args["methods"]}
-pickle.dump(out, sys.stdout.buffer)
-"""
-
 
 def check_round_trip(
     model: Any,
+    manifest: Mapping[str, Any],
     data: bytes,
-    format: str,
-    trusted: list[str],
     sample: Any,
-    records: list[dict[str, Any]],
     columns: list[dict[str, Any]],
-    output: dict[str, Any],
     modules: list[Path],
 ) -> None:
-    """Load the artifact in a fresh Python and check it predicts like ``model``, on the sample as given
-    and on the rows rebuilt from JSON the way the service rebuilds them."""
+    """Score the sample with the generated project's own batch entry point, as the service would,
+    and check it answers what ``model`` in memory answers for the rows the service rebuilds.
+
+    The project is rendered from ``manifest`` (the one ``deploy`` will write) into a temporary
+    folder: a fresh Python, the service's row checks and artifact loading, its ``model_code/``.
+    """
+    from modelgen.manifest.infer import service_frame
+    from modelgen.render.batch import run_batch, scoring_project
+
+    output = manifest["spec"]["output"]
+    records = sample_records(sample, columns, size=len(sample))
+    method = METHOD.get(output["type"], "decision_function")
+    expected = _service_answer(model, service_frame(records, columns), output, method)
+    with tempfile.TemporaryDirectory(prefix="modelgen-roundtrip-") as tmp:
+        rehearsal = load(_handover(Path(tmp) / "model", manifest, data, records[:1], modules))
+        project = scoring_project(rehearsal)
+    done = run_batch(
+        project, "python", data, manifest["spec"]["artifact"]["format"], json.dumps(records).encode(), ".json"
+    )
+    if done.returncode != 0 or done.predictions is None:
+        raise DeployError(f"the artifact does not load in a fresh Python process: {done.error}")
+    got = list(csv.reader(io.StringIO(done.predictions)))[1:]
+    if len(got) != len(expected) or not all(_same_row(a, b) for a, b in zip(expected, got, strict=True)):
+        raise DeployError(
+            f"the model's {method}() differs when loaded in a fresh process: the artifact would not serve it faithfully"
+        )
+
+
+def _service_answer(model: Any, frame: Any, output: Mapping[str, Any], method: str) -> list[list[Any]]:
+    """The CSV rows the service answers for ``frame`` (label and probabilities, a value, a score...)."""
     import numpy as np
 
-    from modelgen.manifest.infer import service_frame
+    values = getattr(model, method)(frame)
+    if output["type"] == "probabilities":
+        classes = np.asarray(model.classes_).tolist()
+        return [[classes[int(np.argmax(row))], *row] for row in np.asarray(values, dtype=np.float64).tolist()]
+    if output["type"] in ("value", "score"):
+        numbers = np.asarray(values, dtype=np.float64).ravel().tolist()
+        return [[v] if output["type"] == "value" else [str(v < 0).lower(), v] for v in numbers]
+    return [[v] for v in np.asarray(values).tolist()]
 
-    methods = sorted({"predict", METHOD.get(output["type"], "decision_function")} & set(dir(model)))
-    expected = {
-        "sample": {m: getattr(model, m)(sample) for m in methods},
-        "service": {m: getattr(model, m)(service_frame(records, columns)) for m in methods},
-    }
-    with tempfile.TemporaryDirectory(prefix="modelgen-roundtrip-") as tmp:
-        artifact = Path(tmp) / f"model.{format}"
-        artifact.write_bytes(data)
-        code = Path(tmp) / "code"
-        code.mkdir()
+
+def _same_row(expected: list[Any], got: list[str]) -> bool:
+    if len(expected) != len(got):
+        return False
+    for want, cell in zip(expected, got, strict=True):
+        if isinstance(want, float):
+            try:
+                value = float(cell)
+            except ValueError:
+                return False
+            if not (value == want or (math.isnan(value) and math.isnan(want))):
+                return False
+        elif str(want) != cell:
+            return False
+    return True
+
+
+def _handover(
+    folder: Path, manifest: Mapping[str, Any], data: bytes, records: list[dict[str, Any]], modules: list[Path]
+) -> Path:
+    """``write_handover`` of ``manifest`` into ``folder``, with the code modules wherever they are."""
+    staging = Path(tempfile.mkdtemp(prefix="modelgen-code-"))
+    try:
         for module in modules:
-            shutil.copyfile(module, code / module.name)
-        payload = {
-            "artifact": str(artifact),
-            "format": format,
-            "trusted": trusted,
-            "paths": [str(code)],
-            "frame": sample,
-            "records": records,
-            "columns": columns,
-            "methods": methods,
-        }
-        # A clean interpreter: only what the service will have (installed packages, model_code/).
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        done = subprocess.run(
-            [sys.executable, "-c", _CHILD],
-            input=pickle.dumps(payload),
-            capture_output=True,
-            env=env,
-            cwd=tmp,
-            timeout=600,
+            shutil.copyfile(module, staging / module.name)
+        return write_handover(
+            folder,
+            manifest,
+            artifact=data,
+            sample=records,
+            code_from=staging,
+            header=f"Written by modelgen.deploy() {__version__}; the GitOps repository keeps the reviewed copy.",
         )
-    if done.returncode != 0:
-        why = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise DeployError(
-            f"the artifact does not load in a fresh Python process: {why[-1] if why else done.returncode}"
-        )
-    got = pickle.loads(done.stdout)  # noqa: S301 - written by our own child process
-    for label in ("sample", "service"):
-        for method in methods:
-            a, b = np.asarray(expected[label][method]), np.asarray(got[label][method])
-            same = a.shape == b.shape and (
-                np.array_equal(a, b, equal_nan=True) if a.dtype.kind in "fc" else np.array_equal(a, b)
-            )
-            if not same:
-                where = (
-                    "loaded in a fresh process"
-                    if label == "sample"
-                    else "given rows rebuilt from JSON as the service does"
-                )
-                raise DeployError(
-                    f"the model's {method}() differs when {where}: the artifact would not serve it faithfully"
-                )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import types
 from dataclasses import asdict
 from fnmatch import fnmatch
 from importlib import resources
@@ -24,6 +23,7 @@ from jinja2 import Template, TemplateError
 from modelgen import __version__
 from modelgen.errors import RenderError
 from modelgen.manifest import Manifest
+from modelgen.render import contract
 
 PYTHON_VERSION = "3.11"
 # Where BuildConfigs clone the model project from; `init-gitops` settings replace it.
@@ -95,7 +95,7 @@ def context(
         "columns": [asdict(c) for c in manifest.columns],
         "requirements": list(manifest.requirements),
         "code_modules": [Path(p).name for p in manifest.code],
-        "artifact": _artifact_context(manifest),
+        "artifact": contract.artifact_fields(manifest.artifact),
         "artifact_filename": manifest.artifact.filename,
         "serving": _serving_context(manifest),
         "environments": [asdict(e) for e in manifest.environments],
@@ -107,6 +107,7 @@ def context(
         "python_version": PYTHON_VERSION,
         **(_r_context(manifest) if manifest.runtime == "r" else {}),
         "modelgen_version": __version__,
+        "contract": contract.build(manifest, profile, __version__),
     }
 
 
@@ -163,12 +164,6 @@ def render(
 # .modelgen.json, and upgrades re-render recorded contexts with older templates.
 
 
-def _artifact_context(manifest: Manifest) -> dict[str, Any]:
-    a = manifest.artifact
-    trusted = {} if a.trusted is None else {"trusted": list(a.trusted)}
-    return {"uri": a.uri, "sha256": a.sha256, "format": a.format, "secret": a.secret, **trusted}
-
-
 def _serving_context(manifest: Manifest) -> dict[str, Any]:
     s = manifest.serving
     return {
@@ -222,8 +217,7 @@ def render_inputs(ctx: dict[str, Any], root: Path) -> Files:
         files.update(_cookiecutter(source, ctx))
     for env in ctx["environments"]:
         files.update(_overlay(common / OVERLAY, ctx, env))
-    if ctx["runtime"] == "r":
-        files.update(_r_documents(ctx, root))
+    files.update(_legacy_r_documents(ctx, root))
     return files
 
 
@@ -238,27 +232,19 @@ def _r_context(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _r_documents(ctx: dict[str, Any], root: Path) -> Files:
-    """/openapi.json and /schema of the R service, from the one description both runtimes share
-    (the Python template's app/openapi.py), so an R and a Python model document the same contract."""
-    source = root / "python-model" / "{{cookiecutter.name}}" / "app" / "openapi.py"
-    try:
-        module = _openapi_module(source.read_text("utf-8"))
-    except (OSError, SyntaxError) as err:
-        raise RenderError(f"cannot load {source}: {err}") from err
-    documents = {
-        "app/openapi.json": module.document(ctx),
-        "app/schema.json": {"input": module.input_schema(ctx), "output": module.output_schema(ctx)},
+# Templates from before the one contract (no app/contract.json in common/) rendered R's
+# /openapi.json and /schema apart; upgrades of such projects need them as they were generated.
+LEGACY_R_DOCUMENTS = ("app/openapi.json", "app/schema.json")
+
+
+def _legacy_r_documents(ctx: dict[str, Any], root: Path) -> Files:
+    if ctx["runtime"] != "r" or (root / COMMON / "{{cookiecutter.name}}" / "app" / "contract.json").is_file():
+        return {}
+    docs = contract.documents(ctx)
+    return {
+        path: (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
+        for path, doc in zip(LEGACY_R_DOCUMENTS, (docs["openapi"], docs["schema"]), strict=True)
     }
-    return {path: (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8") for path, doc in documents.items()}
-
-
-@functools.lru_cache(maxsize=8)
-def _openapi_module(source: str) -> types.ModuleType:
-    # Keyed by the source text, like _compiled: loaded once per process, and again if it changes.
-    module = types.ModuleType("_modelgen_openapi")
-    exec(compile(source, "openapi.py", "exec"), module.__dict__)  # noqa: S102 - modelgen's own template
-    return module
 
 
 def template_files(runtime: str, root: Path | None = None) -> Files:

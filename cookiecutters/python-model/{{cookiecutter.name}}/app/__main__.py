@@ -31,20 +31,19 @@ def _multiprocess_metrics_dir() -> None:
 
 
 def _monitor(settings):  # -> app.monitoring.Monitor | None
-    from app.monitoring import InputLog, Monitor, load_profile
+    from app.monitoring import InputLog, Monitor
 
-    profile = load_profile(settings.profile_path) if settings.profile_path else None
-    if profile is None:
+    if not settings.monitoring:
         return None
     log = None
     if settings.input_log and settings.log_sample_rate > 0:
         log = InputLog(settings.input_log, settings.log_sample_rate, settings.log_max_bytes)
     logging.getLogger("app").info(
         "monitoring %d features; input log: %s",
-        len(profile["features"]),
+        len(settings.contract["monitoring"]["features"]),
         f"{settings.input_log} ({settings.log_sample_rate:.0%} of requests)" if log else "off",
     )
-    return Monitor(settings.contract, profile, log)
+    return Monitor(settings.contract["monitoring"], log)
 
 
 def main() -> int:

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ArtifactError, ModelMismatch) as err:
         print(f"{contract['name']}: {err}", file=sys.stderr)
         return 3
-    schema = InputSchema(contract["columns"])
+    schema = InputSchema(contract["columns"], contract["values"])
     rows = 0
     try:
         with args.output.open("w", newline="", encoding="utf-8") as out:

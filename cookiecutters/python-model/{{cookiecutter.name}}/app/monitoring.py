@@ -2,8 +2,9 @@
 
 Per input feature, Prometheus counters of missing values, of values per reference bin (numeric)
 or per known category, and of unseen categories; per prediction, its label or its reference
-bin. Label sets are fixed at start-up from the reference profile, so an unseen category never
-creates a new time series (it counts as "unseen"). Optionally, a sampled share of requests
+bin. Label sets are fixed at start-up from the contract's ``monitoring`` section (modelgen wrote
+the reference bins and their labels there), so an unseen category never creates a new time
+series (it counts as "unseen"). Optionally, a sampled share of requests
 goes to an input log: JSON lines (the row, ``__ts``, ``__prediction``) in a file per process,
 rotated by size, on a volume the drift job reads.
 """
@@ -30,24 +31,16 @@ from app import metrics
 
 log = logging.getLogger("app.monitoring")
 
-# The CSV column the drift job follows, per output type (a label, or a number).
 # Up to this many rows, the input log is written row by row with json; above, by pandas.
 SMALL_FRAME = 50
 FLUSH_SECONDS = 0.5
-MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
-
-
-def bin_labels(edges: list[float]) -> list[str]:
-    """Reference bins as interval labels, the same the drift report shows."""
-    bounds = ["-inf", *(f"{e:g}" for e in edges), "inf"]
-    return [f"({a}, {b}]" for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 class _Numeric:
-    def __init__(self, name: str, ref: dict[str, Any]):
-        self.name = name
-        self.edges = np.asarray(ref["edges"], dtype=np.float64)
-        self.bins = [metrics.FEATURE_VALUES.labels(name, label) for label in bin_labels(ref["edges"])]
+    def __init__(self, feature: dict[str, Any]):
+        self.name = name = feature["name"]
+        self.edges = np.asarray(feature["edges"], dtype=np.float64)
+        self.bins = [metrics.FEATURE_VALUES.labels(name, label) for label in feature["bins"]]
         self.missing = metrics.FEATURE_MISSING.labels(name)
 
     def observe(self, values: np.ndarray, add: Callable[[Any, int], None]) -> None:
@@ -66,10 +59,9 @@ class _Numeric:
 
 
 class _Categorical:
-    def __init__(self, name: str, ref: dict[str, Any] | None, declared: list[str]):
-        self.name = name
-        known = sorted(set(ref["frequencies"] if ref else ()) | set(declared))
-        self.categories = {c: metrics.FEATURE_VALUES.labels(name, c) for c in known}
+    def __init__(self, feature: dict[str, Any]):
+        self.name = name = feature["name"]
+        self.categories = {c: metrics.FEATURE_VALUES.labels(name, c) for c in feature["categories"]}
         self.unseen = metrics.FEATURE_UNSEEN.labels(name)
         self.missing = metrics.FEATURE_MISSING.labels(name)
 
@@ -91,23 +83,14 @@ class Monitor:
     an mmap write), and a 1000-row request touches dozens of them.
     """
 
-    def __init__(self, contract: dict[str, Any], profile: dict[str, Any] | None, input_log: InputLog | None):
-        features = profile["features"] if profile else {}
-        self.features: list[_Numeric | _Categorical] = []
-        for column in contract["columns"]:
-            name, ref = column["name"], features.get(column["name"])
-            if ref and ref["kind"] == "numeric":
-                self.features.append(_Numeric(name, ref))
-            elif column["type"] in ("string", "boolean"):
-                self.features.append(_Categorical(name, ref, [str(c) for c in column.get("categories") or []]))
-            else:  # a number without a reference: its missing values still count
-                self.features.append(_Numeric(name, {"edges": []}))
-        self.field = MONITORED[contract["output"]["type"]]
-        expected = (profile or {}).get("predictions") or {}
+    def __init__(self, monitoring: dict[str, Any], input_log: InputLog | None):
+        """``monitoring`` is the contract's section of that name: what to count, and by which labels."""
+        self.features = [_Numeric(f) if f["kind"] == "numeric" else _Categorical(f) for f in monitoring["features"]]
+        self.field = monitoring["field"]
+        expected = monitoring["predictions"]
+        self.numeric_predictions = expected["kind"] == "numeric"
         self.prediction_edges = np.asarray(expected.get("edges", []), dtype=np.float64)
-        self.numeric_predictions = expected.get("kind") == "numeric" or self.field in ("value", "score")
-        labels = bin_labels(expected.get("edges", [])) if self.numeric_predictions else []
-        self.prediction_bins = [metrics.PREDICTIONS.labels(label) for label in labels]
+        self.prediction_bins = [metrics.PREDICTIONS.labels(label) for label in expected.get("bins", [])]
         self.log = input_log
         self._pending: dict[Any, int] = {}
         self._lock = threading.Lock()
@@ -221,10 +204,3 @@ class InputLog:
 
 def _plain(values: list[Any]) -> list[Any]:
     return [None if type(v) is float and v != v else v for v in values]
-
-
-def load_profile(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        return None

@@ -4,6 +4,8 @@ Accepts MLflow's scoring-server payloads (``dataframe_split``, ``dataframe_recor
 ``instances``/``inputs``), a bare list of records, one record, and CSV with a header row.
 Values are checked in plain Python before pandas sees them, so a bad cell is reported as
 "column X, row N" instead of surfacing later as an obscure error from inside the pipeline.
+What is checked is the contract's data (``columns``, and ``values``: the accepted forms of
+integers, booleans and nulls); this module only applies it.
 """
 
 from __future__ import annotations
@@ -32,16 +34,19 @@ class BadRequest(Exception):
 
 
 class Column:
-    """One declared input column and the rule for its values."""
+    """One declared input column of the contract, and its values checked against it."""
 
-    __slots__ = ("name", "type", "nullable", "categories", "strict")
+    __slots__ = ("name", "type", "nullable", "categories", "strict", "integral_floats", "csv_null", "csv_bools")
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, spec: dict[str, Any], values: dict[str, Any]):
         self.name: str = spec["name"]
         self.type: str = spec["type"]
-        self.nullable: bool = spec.get("nullable", False)
-        self.categories = frozenset(spec["categories"]) if spec.get("categories") else None
-        self.strict: bool = bool(spec.get("strict")) and self.categories is not None
+        self.nullable: bool = spec["nullable"]
+        self.categories = frozenset(spec["categories"]) if spec["categories"] else None
+        self.strict: bool = spec["strict"]
+        self.integral_floats: bool = values["integralFloats"]
+        self.csv_null: str = values["csv"]["null"]
+        self.csv_bools = {**dict.fromkeys(values["csv"]["true"], True), **dict.fromkeys(values["csv"]["false"], False)}
 
     def bad(self, row: int, message: str) -> BadRequest:
         return BadRequest(f"column {self.name!r}, row {row}: {message}", column=self.name, row=row)
@@ -75,7 +80,7 @@ class Column:
             t = type(v)
             if t is int:
                 continue
-            if t is float and v.is_integer():
+            if t is float and self.integral_floats and v.is_integer():
                 values[i] = int(v)
             elif v is None:
                 self.null(i)
@@ -114,15 +119,16 @@ class Column:
             return np.array([np.nan if v is None else v for v in values], dtype=object)
         return np.array(values, dtype=bool)
 
-    # ---- CSV cells (strings; an empty cell is null)
+    # ---- CSV cells (strings; the contract's csv.null is null)
 
     def from_csv(self, cells: list[str]) -> np.ndarray:
+        null = self.csv_null
         if self.type == "string":
-            return self._json_string([c if c != "" else None for c in cells])
-        convert = _CSV_CONVERTERS[self.type]
+            return self._json_string([c if c != null else None for c in cells])
+        convert = getattr(self, f"_csv_{self.type}")
         values: list[Any] = []
         for i, cell in enumerate(cells):
-            if cell == "":
+            if cell == null:
                 values.append(None)
                 continue
             try:
@@ -131,36 +137,26 @@ class Column:
                 raise self.bad(i, f"{cell!r} is not a{'n' if self.type == 'integer' else ''} {self.type}") from None
         return self.from_json(values)
 
+    def _csv_boolean(self, cell: str) -> bool:
+        try:
+            return self.csv_bools[cell.strip().lower()]
+        except KeyError:
+            raise ValueError(cell) from None
 
-def _csv_bool(cell: str) -> bool:
-    lowered = cell.strip().lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise ValueError(cell)
+    def _csv_number(self, cell: str) -> float:
+        value = float(cell)
+        if not math.isfinite(value):
+            raise ValueError(cell)
+        return value
 
-
-def _csv_number(cell: str) -> float:
-    value = float(cell)
-    return value if math.isfinite(value) else _raise(cell)
-
-
-def _csv_integer(cell: str) -> int | float:
-    try:
-        return int(cell)
-    except ValueError:
-        value = float(cell)  # "2007.0" is fine, "2007.5" is not
-        if value.is_integer():
-            return int(value)
-        raise
-
-
-def _raise(cell: str) -> float:
-    raise ValueError(cell)
-
-
-_CSV_CONVERTERS = {"number": _csv_number, "integer": _csv_integer, "boolean": _csv_bool}
+    def _csv_integer(self, cell: str) -> int | float:
+        try:
+            return int(cell)
+        except ValueError:
+            value = float(cell)  # with integralFloats, "2007.0" is fine; "2007.5" never is
+            if self.integral_floats and value.is_integer():
+                return int(value)
+            raise
 
 
 def _show(value: Any) -> str:
@@ -171,8 +167,8 @@ def _show(value: Any) -> str:
 class InputSchema:
     """The declared input columns; turns any accepted payload into a DataFrame."""
 
-    def __init__(self, columns: list[dict[str, Any]]):
-        self.columns = [Column(c) for c in columns]
+    def __init__(self, columns: list[dict[str, Any]], values: dict[str, Any]):
+        self.columns = [Column(c, values) for c in columns]
         self.names = [c.name for c in self.columns]
         self._nameset = frozenset(self.names)
 

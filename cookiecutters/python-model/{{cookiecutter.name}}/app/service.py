@@ -16,7 +16,6 @@ from werkzeug.exceptions import HTTPException
 
 from app import metrics
 from app.monitoring import Monitor
-from app.openapi import document, input_schema, output_schema
 from app.payload import BadRequest, InputSchema
 from app.predict import predictor_for
 
@@ -32,12 +31,13 @@ def create_app(
     """The Flask application serving ``model``; everything per-request is prepared here, once."""
     app = Flask("app")
     app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
-    schema = InputSchema(contract["columns"])
+    schema = InputSchema(contract["columns"], contract["values"])
     predictor = predictor_for(model, contract["output"])
     static = {
         "metadata": _encode(_metadata(contract, sha256)),
-        "schema": _encode({"input": input_schema(contract), "output": output_schema(contract)}),
-        "openapi": _encode(document(contract)),
+        # Written by modelgen with the contract: the R service serves the same documents.
+        "schema": _encode(contract["schema"]),
+        "openapi": _encode(contract["openapi"]),
         "ping": _encode({"status": "ok"}),
     }
     metrics.MODEL_INFO.labels(contract["name"], contract["version"], sha256).set(1)

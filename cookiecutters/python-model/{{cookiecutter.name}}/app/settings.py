@@ -11,7 +11,6 @@ from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONTRACT_PATH = Path(__file__).resolve().parent / "contract.json"
-PROFILE_PATH = PROJECT_DIR / "deploy" / "base" / "monitoring" / "profile.json"
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class Settings:
     max_request_bytes: int
     timeout_seconds: int
     access_log: bool
-    profile_path: Path | None
+    monitoring: bool
     input_log: Path | None
     log_sample_rate: float
     log_max_bytes: int
@@ -53,8 +52,8 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         max_request_bytes=int(env.get("MAX_REQUEST_BYTES", contract["maxRequestBytes"])),
         timeout_seconds=int(env.get("TIMEOUT_SECONDS", contract["timeoutSeconds"])),
         access_log=env.get("ACCESS_LOG", "0") == "1",
-        # Drift monitoring: on when the project has a reference profile, unless MODELGEN_MONITORING=0.
-        profile_path=None if env.get("MODELGEN_MONITORING") == "0" else Path(env.get("MODELGEN_PROFILE", PROFILE_PATH)),
+        # Drift monitoring: on when the contract has its reference bins, unless MODELGEN_MONITORING=0.
+        monitoring=contract["monitoring"] is not None and env.get("MODELGEN_MONITORING") != "0",
         input_log=Path(env["MODELGEN_INPUT_LOG"]) if env.get("MODELGEN_INPUT_LOG") else None,
         log_sample_rate=float(env.get("MODELGEN_LOG_SAMPLE_RATE", contract["sampleRate"])),
         log_max_bytes=int(env.get("MODELGEN_LOG_MAX_BYTES", 100 * 1024 * 1024)),

@@ -25,15 +25,16 @@ def test_metadata_names_the_pinned_artifact(client, settings):
 
 def test_schema_and_openapi_list_every_column(client, settings):
     names = [c["name"] for c in settings.contract["columns"]]
-    assert list(client.get("/schema").get_json()["input"]["properties"]) == names
+    schema = client.get("/schema").get_json()["input"]
+    assert list(schema["properties"]) == sorted(names) and schema["required"] == names
     spec = client.get("/openapi.json").get_json()
-    assert list(spec["components"]["schemas"]["Record"]["properties"]) == names
+    assert spec["components"]["schemas"]["Record"] == schema
 
 
 def test_predictions_match_the_model_in_process(client, model, settings, sample):
     columns = settings.contract["columns"]
     expected = predictor_for(model, settings.contract["output"]).predict(
-        InputSchema(columns).from_json(json.dumps(sample).encode())
+        InputSchema(columns, settings.contract["values"]).from_json(json.dumps(sample).encode())
     )
     got = client.post("/invocations", json=sample)
     assert got.status_code == 200, got.get_data(as_text=True)

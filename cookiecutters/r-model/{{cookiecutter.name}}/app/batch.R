@@ -23,7 +23,7 @@ predictor <- tryCatch(
     quit(status = 3, save = "no")
   }
 )
-schema <- input_schema(contract$columns)
+schema <- input_schema(contract$columns, contract$values)
 body <- readBin(args[1], "raw", file.size(args[1]))
 lines <- tryCatch(
   {

@@ -1,5 +1,5 @@
 # The model: loaded once per process after its sha256 is checked, then one predict function
-# per kind of object (dispatch on the object, so the service never guesses from the manifest).
+# per kind of object (S3 dispatch on the object, so the service never guesses from the manifest).
 
 artifact_error <- function(message) {
   structure(class = c("artifact_error", "error", "condition"), list(message = message, call = NULL))
@@ -15,25 +15,44 @@ load_model <- function(path, expected_sha256, code_dir) {
   }
   # Code the model needs (spec.code) is sourced first, as it was in the training session.
   for (file in sort(list.files(code_dir, pattern = "\\.R$", full.names = TRUE))) source(file, local = globalenv())
-  tryCatch(single_threaded(readRDS(path)), error = function(err) {
+  tryCatch(prepared(readRDS(path)), error = function(err) {
     stop(artifact_error(sprintf("model artifact %s cannot be loaded: %s", path, conditionMessage(err))))
   })
 }
 
-# The columns as the model was trained on them: factors with the training levels, integers,
-# doubles, logicals. Read from the object where it says (caret, mlr, recipes, glm), else from
-# the manifest's categories.
-training_types <- function(model, columns) {
-  frame <- NULL
-  if (inherits(model, "train") && !is.null(model$trainingData)) {
-    frame <- model$trainingData
-  } else if (is.list(model) && inherits(model$recipe, "recipe")) {
-    frame <- model$recipe$template
-  } else if (inherits(model, "WrappedModel") && !is.null(model$task.desc)) {
-    frame <- NULL
-  } else if (!is.null(model$model) && is.data.frame(model$model)) {
-    frame <- model$model  # lm/glm keep their model frame
+# What differs between frameworks is what their objects can tell and how they predict: five S3
+# generics, whose methods for each framework's class live in app/frameworks/<framework>.R
+# (caret, mlr, mlr3, recipes, stats), as vetiver has one handler per model type. Defaults are
+# in stats.R, for plain objects with a predict() method.
+#   prepared(model)              the object as served (e.g. one thread per worker)
+#   training_frame(model)        the data.frame it was trained on, when it keeps one
+#   model_classes(model)         its class labels, in its own order, or NULL
+#   probability_function(model)  function(frame) -> matrix of class probabilities
+#   value_function(model)        function(frame) -> values, scores or cluster labels
+prepared <- function(model) UseMethod("prepared")
+training_frame <- function(model) UseMethod("training_frame")
+model_classes <- function(model) UseMethod("model_classes")
+probability_function <- function(model) UseMethod("probability_function")
+value_function <- function(model) UseMethod("value_function")
+
+# Predicting libraries that would use every core get this many threads (the service runs one
+# worker per CPU), so the processes do not fight over the cores.
+THREADS <- as.integer(Sys.getenv("R_PREDICT_THREADS", "1"))
+
+local({
+  # The folder of this file, whichever entry point sourced it.
+  sourced <- Filter(Negate(is.null), lapply(sys.frames(), function(frame) frame$ofile))
+  here <- dirname(sourced[[length(sourced)]])
+  for (file in sort(list.files(file.path(here, "frameworks"), pattern = "\\.R$", full.names = TRUE))) {
+    source(file, local = globalenv())
   }
+})
+
+# The columns as the model was trained on them: factors with the training levels, integers,
+# doubles, logicals. Read from the object where it keeps its training frame, else from the
+# contract's categories.
+training_types <- function(model, columns) {
+  frame <- training_frame(model)
   types <- lapply(columns, function(c) {
     trained <- if (!is.null(frame) && c$name %in% names(frame)) frame[[c$name]] else NULL
     if (is.factor(trained)) return(list(kind = "factor", levels = levels(trained)))
@@ -66,89 +85,6 @@ as_frame <- function(values, types) {
   })
   names(cols) <- names(types)
   structure(cols, class = "data.frame", row.names = seq_along(cols[[1]]))
-}
-
-model_classes <- function(model) {
-  if (inherits(model, "train")) return(model$levels)
-  if (inherits(model, "randomForest")) return(model$classes)
-  if (inherits(model, "ranger")) return(model$forest$levels)
-  if (inherits(model, "WrappedModel")) return(model$task.desc$class.levels)
-  if (is.list(model) && inherits(model$recipe, "recipe") && !is.null(model$model)) return(model_classes(model$model))
-  if (inherits(model, "glm") && !is.null(model$y)) {
-    response <- model$model[[1]]
-    if (is.factor(response)) return(levels(response))
-  }
-  if (is.environment(model) && !is.null(model$state) && !is.null(model$state$train_task)) {
-    return(model$state$train_task$class_names)  # mlr3
-  }
-  NULL
-}
-
-# ranger predicts with every core unless told otherwise; each worker process gets one thread
-# (the service runs one worker per CPU), so the processes do not fight over the cores.
-THREADS <- as.integer(Sys.getenv("R_PREDICT_THREADS", "1"))
-
-single_threaded <- function(model) {
-  if (inherits(model, "train") && inherits(model$finalModel, "ranger")) {
-    model$modelInfo$prob <- function(modelFit, newdata, submodels = NULL) {
-      stats::predict(modelFit, newdata, num.threads = THREADS)$predictions
-    }
-    model$modelInfo$predict <- function(modelFit, newdata, submodels = NULL) {
-      p <- stats::predict(modelFit, newdata, num.threads = THREADS)$predictions
-      if (!is.null(modelFit$forest$levels) && is.matrix(p)) modelFit$forest$levels[max.col(p, ties.method = "first")] else p
-    }
-  }
-  model
-}
-
-# A function(frame) -> matrix of class probabilities (columns in the model's class order).
-probability_function <- function(model) {
-  if (is.environment(model) && is.function(model$predict_newdata)) {  # mlr3 Learner or GraphLearner
-    return(function(frame) as.matrix(model$predict_newdata(frame)$prob))
-  }
-  if (inherits(model, "WrappedModel")) {  # mlr (v2)
-    return(function(frame) {
-      p <- stats::predict(model, newdata = frame)
-      as.matrix(mlr::getPredictionProbabilities(p, cl = model$task.desc$class.levels))
-    })
-  }
-  if (inherits(model, "train")) {  # caret; its preProcess (impute, centre, scale, PCA) runs inside
-    return(function(frame) as.matrix(stats::predict(model, newdata = frame, type = "prob", na.action = stats::na.pass)))
-  }
-  if (is.list(model) && inherits(model$recipe, "recipe") && !is.null(model$model)) {
-    inner <- probability_function(model$model)
-    return(function(frame) inner(recipes::bake(model$recipe, new_data = frame)))
-  }
-  if (inherits(model, "ranger")) {
-    return(function(frame) as.matrix(stats::predict(model, data = frame, num.threads = THREADS)$predictions))
-  }
-  if (inherits(model, "randomForest")) {
-    return(function(frame) as.matrix(stats::predict(model, newdata = frame, type = "prob")))
-  }
-  if (inherits(model, "glm")) {
-    return(function(frame) {
-      p <- stats::predict(model, newdata = frame, type = "response", na.action = stats::na.pass)
-      cbind(1 - p, p)
-    })
-  }
-  function(frame) as.matrix(stats::predict(model, newdata = frame, type = "prob"))
-}
-
-# A function(frame) -> numeric (regression value, anomaly score) or labels (clusters).
-value_function <- function(model) {
-  if (is.environment(model) && is.function(model$predict_newdata)) {
-    return(function(frame) model$predict_newdata(frame)$response)
-  }
-  if (inherits(model, "WrappedModel")) return(function(frame) stats::predict(model, newdata = frame)$data$response)
-  if (inherits(model, "train")) {
-    return(function(frame) stats::predict(model, newdata = frame, type = "raw", na.action = stats::na.pass))
-  }
-  if (is.list(model) && inherits(model$recipe, "recipe") && !is.null(model$model)) {
-    inner <- value_function(model$model)
-    return(function(frame) inner(recipes::bake(model$recipe, new_data = frame)))
-  }
-  if (inherits(model, "ranger")) return(function(frame) stats::predict(model, data = frame, num.threads = THREADS)$predictions)
-  function(frame) stats::predict(model, newdata = frame)
 }
 
 # Numbers as JSON writes them (jsonlite's shortest exact form; null for NA), one string each.

@@ -2,43 +2,32 @@
 # per input feature, counts of missing values, of values per reference bin (numeric) or per
 # known category, and of unseen categories; the predictions by label or reference bin; and a
 # sampled share of requests appended to an input log (JSON lines, one file per process, rotated
-# by size). Label sets are fixed by the reference profile, so no request adds a time series.
-
-MONITORED <- c(probabilities = "label", label = "label", cluster = "cluster", value = "value", score = "score")
-
-# The same interval labels as Python's f"{edge:g}" (C's %.6g).
-bin_labels <- function(edges) {
-  bounds <- c("-inf", if (length(edges)) sprintf("%.6g", edges), "inf")
-  sprintf("(%s, %s]", bounds[-length(bounds)], bounds[-1])
-}
+# by size). Label sets are fixed by the contract's monitoring section (modelgen wrote the
+# reference bins and their labels there), so no request adds a time series.
 
 # Values to bins the way numpy's searchsorted(edges, v, side = "left") does: v <= edge[i] is bin i.
 bin_of <- function(edges, v) findInterval(v, edges, left.open = TRUE) + 1L
 
-new_monitor <- function(contract, profile, log_dir, sample_rate, max_bytes, backups = 3L) {
-  features <- lapply(contract$columns, function(column) {
-    ref <- profile$features[[column$name]]
-    if (!is.null(ref) && identical(ref$kind, "numeric")) {
-      edges <- as.numeric(unlist(ref$edges))
-      list(name = column$name, numeric = TRUE, edges = edges, labels = bin_labels(edges))
-    } else if (column$type %in% c("string", "boolean")) {
-      known <- sort(unique(c(names(ref$frequencies), unlist(column$categories))), method = "radix")
-      list(name = column$name, numeric = FALSE, labels = known)
+# monitoring: the contract's section of that name (what to count, and by which labels).
+new_monitor <- function(monitoring, log_dir, sample_rate, max_bytes, backups = 3L) {
+  features <- lapply(monitoring$features, function(f) {
+    if (identical(f$kind, "numeric")) {
+      list(name = f$name, numeric = TRUE, edges = as.numeric(unlist(f$edges)), labels = as.character(unlist(f$bins)))
     } else {
-      list(name = column$name, numeric = TRUE, edges = numeric(), labels = bin_labels(numeric()))
+      list(name = f$name, numeric = FALSE, labels = as.character(unlist(f$categories)))
     }
   })
   names(features) <- vapply(features, function(f) f$name, "")
-  field <- MONITORED[[contract$output$type]]
-  expected <- profile$predictions
-  numeric_predictions <- field %in% c("value", "score")
+  field <- monitoring$field
+  expected <- monitoring$predictions
+  numeric_predictions <- identical(expected$kind, "numeric")
   prediction_edges <- if (numeric_predictions) as.numeric(unlist(expected$edges)) else numeric()
   state <- new.env()
   state$missing <- setNames(numeric(length(features)), names(features))
   state$unseen <- setNames(numeric(length(features)), names(features))
   state$values <- lapply(features, function(f) setNames(numeric(length(f$labels)), f$labels))
   state$predictions <- if (numeric_predictions) {
-    labels <- bin_labels(prediction_edges)
+    labels <- as.character(unlist(expected$bins))
     setNames(numeric(length(labels)), labels)
   } else {
     numeric()

@@ -1,6 +1,8 @@
 # Request bodies -> a checked data.frame typed as the model was trained, or a bad_request
 # condition naming the column and row. The same payloads, status codes and error messages as
-# the Python template (app/payload.py), so clients cannot tell the runtimes apart.
+# the Python template (app/payload.py), so clients cannot tell the runtimes apart. What is
+# checked is the contract's data (columns, and values: the accepted forms of integers, booleans
+# and nulls); this file only applies it.
 
 WRAPPERS <- c("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -22,16 +24,22 @@ show_value <- function(value) {
 
 quote_name <- function(x) paste0("'", x, "'")
 
+# Whether the numbers v (finite) are integers by the contract: 3 always, 3.0 with integralFloats.
+# jsonlite reads 3 as an integer and 3.0 as a double, except integers beyond R's int range.
+integral <- function(v, forms) {
+  v == round(v) & (isTRUE(forms$integralFloats) | is.integer(v) | abs(v) > .Machine$integer.max)
+}
+
 # One declared column: checks JSON values (a list, NULL for null) and builds the typed vector.
 # The common case (every value of the right type, nulls where allowed) is checked in one pass
 # over the vector; anything else goes through the per-value checks that name the bad cell.
-column_values <- function(column, values) {
+column_values <- function(column, values, forms) {
   nulls <- vapply(values, is.null, TRUE)
   if (!any(nulls) || isTRUE(column$nullable)) {
     present <- values[!nulls]
     fast <- switch(column$type,
       number = all(vapply(present, function(v) is.numeric(v) && length(v) == 1L && is.finite(v), TRUE)),
-      integer = all(vapply(present, function(v) is.numeric(v) && length(v) == 1L && is.finite(v) && v == round(v), TRUE)),
+      integer = all(vapply(present, function(v) is.numeric(v) && length(v) == 1L && is.finite(v) && integral(v, forms), TRUE)),
       string = all(vapply(present, function(v) is.character(v) && length(v) == 1L, TRUE)) &&
         !any(unlist(present) %in% NON_FINITE) &&
         !(isTRUE(column$strict) && length(column$categories) && !all(unlist(present) %in% unlist(column$categories))),
@@ -44,10 +52,10 @@ column_values <- function(column, values) {
       return(out)
     }
   }
-  column_checked(column, values)
+  column_checked(column, values, forms)
 }
 
-column_checked <- function(column, values) {
+column_checked <- function(column, values, forms) {
   name <- column$name
   nullable <- isTRUE(column$nullable)
   bad <- function(i, message) {
@@ -65,7 +73,7 @@ column_checked <- function(column, values) {
       } else if (is.character(v) && length(v) == 1 && v %in% NON_FINITE) {
         bad(i, sprintf("%s is not a finite number", sub("^__modelgen_(.*)__$", "\\1", v)))
       } else if (is.numeric(v) && length(v) == 1) {
-        if (type == "integer" && v != round(v)) bad(i, sprintf("%s is not an integer", show_value(v)))
+        if (type == "integer" && !integral(v, forms)) bad(i, sprintf("%s is not an integer", show_value(v)))
         out[i] <- v
       } else {
         bad(i, sprintf("%s is not a%s %s", show_value(v), if (type == "integer") "n" else "", type))
@@ -107,11 +115,11 @@ column_checked <- function(column, values) {
   out
 }
 
-# CSV cells are strings; an empty cell is null. Whole columns are converted at once; the first
-# bad cell is reported as the JSON path would report it.
-csv_column <- function(column, cells) {
+# CSV cells are strings; the contract's csv$null is null. Whole columns are converted at once;
+# the first bad cell is reported as the JSON path would report it.
+csv_column <- function(column, cells, forms) {
   name <- column$name
-  empty <- is.na(cells) | cells == ""
+  empty <- is.na(cells) | cells == forms$csv$null
   if (any(empty) && !isTRUE(column$nullable)) {
     i <- which(empty)[1]
     stop(bad_request(sprintf("column %s, row %d: null is not allowed (column is not nullable)", quote_name(name), i - 1L),
@@ -133,12 +141,15 @@ csv_column <- function(column, cells) {
   }
   if (column$type == "boolean") {
     lowered <- tolower(trimws(cells))
-    values <- ifelse(lowered %in% c("true", "1"), TRUE, ifelse(lowered %in% c("false", "0"), FALSE, NA))
+    values <- ifelse(lowered %in% unlist(forms$csv$true), TRUE, ifelse(lowered %in% unlist(forms$csv$false), FALSE, NA))
     wrong <- which(!empty & is.na(values))
   } else {
     values <- suppressWarnings(as.numeric(cells))
     ok <- !is.na(values) & is.finite(values)
-    if (column$type == "integer") ok <- ok & values == round(values)
+    if (column$type == "integer") {
+      # Without integralFloats only digits are integers ("2007", not "2007.0").
+      ok <- ok & values == round(values) & (isTRUE(forms$integralFloats) | grepl("^\\s*[+-]?[0-9]+\\s*$", cells))
+    }
     wrong <- which(!empty & !ok)
   }
   if (length(wrong)) {
@@ -171,7 +182,7 @@ parse_json <- function(text) {
 
 is_record <- function(x) is.list(x) && !is.null(names(x)) && all(names(x) != "")
 
-input_schema <- function(columns) {
+input_schema <- function(columns, forms) {
   names <- vapply(columns, function(c) c$name, "")
   check_header <- function(header) {
     if (anyDuplicated(header)) {
@@ -194,7 +205,7 @@ input_schema <- function(columns) {
     stop(bad_request(sprintf("%smissing column %s", at, quote_name(missing[1])), column = missing[1], row = row))
   }
   frame <- function(values) {
-    cols <- lapply(columns, function(c) column_values(c, values[[c$name]]))
+    cols <- lapply(columns, function(c) column_values(c, values[[c$name]], forms))
     names(cols) <- names
     cols
   }
@@ -295,7 +306,7 @@ input_schema <- function(columns) {
         }
       }
       rows <- table[-1, seq_len(width), drop = FALSE]
-      values <- lapply(columns, function(c) csv_column(c, rows[[match(c$name, header)]]))
+      values <- lapply(columns, function(c) csv_column(c, rows[[match(c$name, header)]], forms))
       names(values) <- names
       values
     }

@@ -119,7 +119,7 @@ reply <- function(res, status, body, type = JSON) {
 }
 
 build_router <- function(model, contract, app_dir, sha256, max_request_bytes, metrics_dir, monitor = NULL) {
-  schema <- input_schema(contract$columns)
+  schema <- input_schema(contract$columns, contract$values)
   predictor <- predictor_for(model, contract$output)
   types <- training_types(model, contract$columns)
   metrics <- new_metrics(metrics_dir, monitor)
@@ -140,8 +140,9 @@ build_router <- function(model, contract, app_dir, sha256, max_request_bytes, me
       output = contract$output, artifact = artifact, r = paste(R.version$major, R.version$minor, sep = "."),
       libraries = libraries, modelgen = contract$modelgen
     )),
-    schema = paste(readLines(file.path(app_dir, "schema.json"), warn = FALSE), collapse = "\n"),
-    openapi = paste(readLines(file.path(app_dir, "openapi.json"), warn = FALSE), collapse = "\n")
+    # Written by modelgen with the contract: the Python service serves the same documents.
+    schema = encode(contract$schema),
+    openapi = encode(contract$openapi)
   )
 
   invocations <- function(req, res) {

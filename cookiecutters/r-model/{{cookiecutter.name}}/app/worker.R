@@ -8,12 +8,11 @@ project_dir <- dirname(app_dir)
 for (part in c("settings.R", "payload.R", "model.R", "monitoring.R", "service.R")) source(file.path(app_dir, part))
 options(plumber.methodNotAllowed = FALSE)
 
-# Drift monitoring: on when the project has a reference profile, unless MODELGEN_MONITORING=0.
-profile_path <- env("MODELGEN_PROFILE", file.path(project_dir, "deploy", "base", "monitoring", "profile.json"))
+# Drift monitoring: on when the contract has its reference bins, unless MODELGEN_MONITORING=0.
 monitor <- NULL
-if (env("MODELGEN_MONITORING", "1") != "0" && file.exists(profile_path)) {
+if (env("MODELGEN_MONITORING", "1") != "0" && !is.null(contract$monitoring)) {
   monitor <- new_monitor(
-    contract, jsonlite::read_json(profile_path),
+    contract$monitoring,
     log_dir = env("MODELGEN_INPUT_LOG", ""),
     sample_rate = as.numeric(env("MODELGEN_LOG_SAMPLE_RATE", contract$sampleRate)),
     max_bytes = as.numeric(env("MODELGEN_LOG_MAX_BYTES", 100 * 1024 * 1024))
