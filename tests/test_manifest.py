@@ -1145,3 +1145,9 @@ def test_a_reference_symlinked_out_of_the_folder_is_refused(folder):
         'model.yaml:32: spec.monitoring.reference: "reference.csv" points outside the manifest\'s folder '
         "(allowed: a relative path inside the folder of model.yaml, or a file:// or http(s):// URI)"
     ]
+
+
+def test_a_scalar_yaml_cannot_convert_is_one_line(folder):
+    # ruamel turns 2023-13-45 into a date and fails with a ValueError of its own.
+    edit(folder, [("  labels: {team: data-science}", "  labels: {team: data-science}\n  when: 2023-13-45")])
+    assert problems() == ["model.yaml: (document): not valid YAML: month must be in 1..12"]

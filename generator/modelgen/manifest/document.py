@@ -25,48 +25,51 @@ def parse(text: str, label: str) -> CommentedMap:
     """The YAML document as a round-trip mapping (it knows its line numbers), or ManifestError."""
     try:
         doc = YAML(typ="rt", pure=True).load(text)
-    except MarkedYAMLError as err:
-        mark = err.problem_mark
-        at_end = mark is not None and mark.index >= len(text.rstrip())
-        if mark is None or (at_end and err.context_mark):  # point at what was left unclosed
-            mark = err.context_mark
-        line = mark.line + 1 if mark else None
-        problem = one_line(err.problem or "")
-        context = one_line(err.context or "")
-        if context.startswith("while"):  # "found X (while parsing Y)"
-            problem = f"{problem} ({context})"
-        elif context:  # "expected X but found Y"
-            problem = f"{context} {problem}".strip()
-        message = f"not valid YAML: {problem or 'unreadable'}"
-        raise ManifestError([Problem(label, line, "", message)]) from None
-    except YAMLError as err:  # e.g. a control character: the reader knows only an offset
-        position = getattr(err, "position", None)
-        line = text[:position].count("\n") + 1 if isinstance(position, int) else None
-        problem = one_line(getattr(err, "reason", None) or str(err).splitlines()[0])
-        raise ManifestError([Problem(label, line, "", f"not valid YAML: {problem}")]) from None
-    except RecursionError:
-        raise ManifestError([Problem(label, None, "", "not valid YAML: nested too deeply")]) from None
-    except ValueError as err:  # an integer longer than Python converts (4300 digits)
-        long_number = re.search(rf"[0-9]{{{_LONGEST_INTEGER},}}", text)
-        line = text[: long_number.start()].count("\n") + 1 if long_number else None
-        message = f"not valid YAML: a number too long to read ({one_line(str(err).split(':')[0])})"
-        raise ManifestError([Problem(label, line, "", message)]) from None
+    except (YAMLError, RecursionError, ValueError) as err:
+        raise ManifestError([_unreadable(err, text, label)]) from None
     if doc is None:
         raise ManifestError([Problem(label, 1, "", f"the file is empty (allowed: {_DOCUMENT_SHAPE})")])
     if not isinstance(doc, CommentedMap):
         line = doc.lc.line + 1 if isinstance(doc, CommentedSeq) else _first_content_line(text)
-        raise ManifestError(
-            [
-                Problem(
-                    label,
-                    line,
-                    "",
-                    f"{show(plain(doc))} is not a mapping (allowed: {_DOCUMENT_SHAPE})",
-                )
-            ]
-        )
+        message = f"{show(plain(doc))} is not a mapping (allowed: {_DOCUMENT_SHAPE})"
+        raise ManifestError([Problem(label, line, "", message)])
     check_expansion(doc, label)
     return doc
+
+
+def _unreadable(err: Exception, text: str, label: str) -> Problem:
+    """Why the YAML parser gave up, pointed at the line it gave up on."""
+    if isinstance(err, MarkedYAMLError):
+        return _marked(err, text, label)
+    if isinstance(err, YAMLError):  # e.g. a control character: the reader knows only an offset
+        position = getattr(err, "position", None)
+        line = text[:position].count("\n") + 1 if isinstance(position, int) else None
+        problem = one_line(getattr(err, "reason", None) or str(err).splitlines()[0])
+        return Problem(label, line, "", f"not valid YAML: {problem}")
+    if isinstance(err, RecursionError):
+        return Problem(label, None, "", "not valid YAML: nested too deeply")
+    # A ValueError: a scalar the parser could not convert, such as an integer longer than Python
+    # reads (4300 digits).
+    long_number = re.search(rf"[0-9]{{{_LONGEST_INTEGER},}}", text)
+    if long_number is None:
+        return Problem(label, None, "", f"not valid YAML: {one_line(str(err))}")
+    line = text[: long_number.start()].count("\n") + 1
+    return Problem(label, line, "", f"not valid YAML: a number too long to read ({one_line(str(err).split(':')[0])})")
+
+
+def _marked(err: MarkedYAMLError, text: str, label: str) -> Problem:
+    mark = err.problem_mark
+    at_end = mark is not None and mark.index >= len(text.rstrip())
+    if mark is None or (at_end and err.context_mark):  # point at what was left unclosed
+        mark = err.context_mark
+    line = mark.line + 1 if mark else None
+    problem = one_line(err.problem or "")
+    context = one_line(err.context or "")
+    if context.startswith("while"):  # "found X (while parsing Y)"
+        problem = f"{problem} ({context})"
+    elif context:  # "expected X but found Y"
+        problem = f"{context} {problem}".strip()
+    return Problem(label, line, "", f"not valid YAML: {problem or 'unreadable'}")
 
 
 _DOCUMENT_SHAPE = "a YAML mapping with apiVersion, kind, metadata and spec"

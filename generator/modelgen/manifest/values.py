@@ -9,6 +9,15 @@ from typing import Any
 
 from modelgen.manifest.messages import TYPE_NAMES, show
 
+# The accepted forms of a value beyond its JSON type, the same in both runtimes. Numbers must be
+# finite everywhere (NaN and Infinity are refused); an integer column takes 3.0 as 3 (JSON and
+# CSV "3.0") when ``integralFloats``; a CSV cell is null when it equals ``csv.null`` and a boolean
+# when it is one of ``csv.true``/``csv.false`` (compared trimmed and lower-cased).
+VALUES: dict[str, Any] = {
+    "integralFloats": True,
+    "csv": {"null": "", "true": ["true", "1"], "false": ["false", "0"]},
+}
+
 
 def sample_problems(sample: Any, columns: list[dict[str, Any]]) -> Iterator[str]:
     """Why ``sample`` (a list of records) does not fit the input columns; nothing if it does."""
@@ -41,8 +50,8 @@ def value_problem(value: Any, col: dict[str, Any]) -> str | None:
     finite_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind == "number":
         ok = finite_number
-    elif kind == "integer":  # 3.0 is accepted as 3, as the service does
-        ok = finite_number and (isinstance(value, int) or value.is_integer())
+    elif kind == "integer":
+        ok = finite_number and (isinstance(value, int) or (VALUES["integralFloats"] and value.is_integer()))
     elif kind == "boolean":
         ok = isinstance(value, bool)
     else:

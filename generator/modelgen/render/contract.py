@@ -17,20 +17,13 @@ from dataclasses import asdict
 from typing import Any
 
 from modelgen.manifest import Artifact, Manifest
+from modelgen.manifest.values import VALUES
 
 # The column of the service's CSV answer (and the field of its JSON one) that monitoring and the
 # drift job follow, per output type.
 MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
 # Monitored fields that are numbers: counted per reference bin, not per label.
 NUMERIC_FIELDS = ("value", "score")
-# The accepted forms of a value beyond its JSON type, the same in both runtimes. Numbers must be
-# finite everywhere (NaN and Infinity are refused); an integer column takes 3.0 as 3 (JSON and
-# CSV "3.0") when ``integralFloats``; a CSV cell is null when it equals ``csv.null`` and a boolean
-# when it is one of ``csv.true``/``csv.false`` (compared trimmed and lower-cased).
-VALUES: dict[str, Any] = {
-    "integralFloats": True,
-    "csv": {"null": "", "true": ["true", "1"], "false": ["false", "0"]},
-}
 _JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
 
 
