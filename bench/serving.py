@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -500,7 +500,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.monitoring_only and not args.monitoring_rounds:
         parser.error("--monitoring-only needs --monitoring-rounds of 1 or more")
     base = SMOKE if args.smoke else FULL
-    args.sizes = Sizes(**{**base.__dict__, "duration": args.duration or base.duration})
+    args.sizes = replace(base, duration=args.duration or base.duration)
     return args
 
 

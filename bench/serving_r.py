@@ -20,7 +20,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lib.common import PROGRAMS, ROOT, BenchError, cpu_count, log, modelgen, reexec_in_project_venv, run
@@ -208,7 +208,7 @@ def main() -> int:
     parser.add_argument("--monitoring-rounds", type=int, default=0, help="only measure the cost of monitoring")
     args = parser.parse_args()
     base_sizes = SMOKE if args.smoke else FULL
-    sizes = Sizes(**{**base_sizes.__dict__, "duration": args.duration or base_sizes.duration})
+    sizes = replace(base_sizes, duration=args.duration or base_sizes.duration)
     require_wrk()
     work = (args.work or Path(tempfile.mkdtemp(prefix="modelgen-bench-r-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
