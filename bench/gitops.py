@@ -11,6 +11,7 @@ team runs, each as a fresh process (import time included), and prints a Markdown
 - `generate --gitops --merge-request` of a new version of one model.
 
     .venv/bin/python bench/gitops.py [--models 60] [--work DIR]
+    .venv/bin/python bench/gitops.py --smoke   # 3 models: every step, the same table
 """
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from lib.common import ROOT, modelgen, reexec_in_project_venv
+
+reexec_in_project_venv()
 sys.path.insert(0, str(ROOT / "generator"))
+
+import yaml  # noqa: E402
 
 from modelgen.gitops.repo import GitopsRepo, model_changes  # noqa: E402
 from modelgen.manifest import load  # noqa: E402
+from modelgen.registry.backends import registry_for  # noqa: E402
 from modelgen.render.templates import templates_dir  # noqa: E402
 
-MODELGEN = Path(sys.executable).parent / "modelgen"
+SMOKE_MODELS = 3
 GIT = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
 GRACE = "      terminationGracePeriodSeconds: 40\n"
 
@@ -45,7 +51,7 @@ def sh(*args, cwd: Path | None = None, env: dict | None = None) -> str:
 
 def timed(*args, env: dict) -> tuple[float, str]:
     started = time.perf_counter()
-    out = sh(MODELGEN, *args, env=env)
+    out = sh(*modelgen(), *args, env=env)
     return time.perf_counter() - started, out
 
 
@@ -62,9 +68,17 @@ def commits(remote: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=60)
+    parser.add_argument(
+        "--models", type=int, help=f"models in the repository (default 60; {SMOKE_MODELS} with --smoke)"
+    )
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_MODELS} models: every step, in seconds")
     parser.add_argument("--work", type=Path, help="keep everything here (default: a temp dir, removed)")
     args = parser.parse_args()
+    args.models = args.models or (SMOKE_MODELS if args.smoke else 60)
+    if args.models < 2:
+        parser.error("--models must be 2 or more (one gets a hand edit, another an update)")
+    # model-03 gets the hand edit and model-07 the update, or the last two of a smaller repository.
+    edited, updated = f"model-{min(3, args.models - 2):02d}", f"model-{min(7, args.models - 1):02d}"
     work = args.work or Path(tempfile.mkdtemp(prefix="modelgen-bench-gitops-"))
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MODELGEN_CACHE": str(work / "cache")}
@@ -77,7 +91,7 @@ def main() -> None:
             sh(sys.executable, ROOT / "examples/penguins/train.py", "--out", trained, "--registry", work / "registry")
         remote = work / "gitops.git"
         shutil.rmtree(remote, ignore_errors=True)
-        sh(MODELGEN, "init-gitops", remote, env=env)
+        sh(*modelgen(), "init-gitops", remote, env=env)
 
         # Main with every model at once: the state after N merged merge requests.
         text = (trained / "model.yaml").read_text()
@@ -96,9 +110,9 @@ def main() -> None:
         checkout = work / "checkout"
         shutil.rmtree(checkout, ignore_errors=True)
         sh(*GIT, "clone", "--quiet", remote, checkout)
-        edited = checkout / "models/model-03/deploy/base/deployment.yaml"
-        text = edited.read_text()
-        edited.write_text(text.replace("            periodSeconds: 5\n", "            periodSeconds: 3\n"))
+        deployment = checkout / f"models/{edited}/deploy/base/deployment.yaml"
+        text = deployment.read_text()
+        deployment.write_text(text.replace("            periodSeconds: 5\n", "            periodSeconds: 3\n"))
         sh(*GIT, "commit", "--quiet", "-am", "hand edit", cwd=checkout)
         sh(*GIT, "push", "--quiet", "origin", "main", cwd=checkout)
 
@@ -117,7 +131,7 @@ def main() -> None:
         before = commits(remote)
         seconds, out = timed("upgrade", "--all", "--gitops", remote, "--merge-request", env=upgraded_env)
         branch = next(line.split()[1] for line in out.splitlines() if line.startswith("pushed "))
-        upgraded = sh("git", "-C", remote, "show", f"{branch}:models/model-03/deploy/base/deployment.yaml")
+        upgraded = sh("git", "-C", remote, "show", f"{branch}:models/{edited}/deploy/base/deployment.yaml")
         kept = "periodSeconds: 3" in upgraded
         new_commits = commits(remote) - before
         rows.append((f"upgrade --all ({args.models} models)", seconds, f"{new_commits} commit, hand edit kept: {kept}"))
@@ -127,15 +141,23 @@ def main() -> None:
         seconds, out = timed("upgrade", "--all", "--gitops", remote, "--merge-request", env=upgraded_env)
         rows.append(("upgrade --all again (merged)", seconds, f"{commits(remote) - before} commit: {out.strip()}"))
 
+        # A new version of one model: its artifact is uploaded first, as the training job does, since
+        # generate reads it (the reference profile is scored with the model). The same bytes stand
+        # in for a retrained model; the manifest points at the new upload.
         update = work / "update"
         shutil.rmtree(update, ignore_errors=True)
-        shutil.copytree(work / "models/m07", update)
-        manifest = (update / "model.yaml").read_text()
-        (update / "model.yaml").write_text(
-            manifest.replace("version: 1.0.0", "version: 1.1.0").replace("/1.0.0/", "/1.1.0/")
+        shutil.copytree(work / "models" / f"m{updated[-2:]}", update)
+        manifest = yaml.safe_load((update / "model.yaml").read_text())
+        data = (trained / "model.joblib").read_bytes()
+        artifact = registry_for(work / "registry").publish(updated, "1.1.0", "model.joblib", data)
+        text = (update / "model.yaml").read_text()
+        text = text.replace("version: 1.0.0", "version: 1.1.0").replace(
+            manifest["spec"]["artifact"]["uri"], artifact.uri
         )
+        (update / "model.yaml").write_text(text)
         seconds, out = timed("generate", update / "model.yaml", "--gitops", remote, "--merge-request", env=upgraded_env)
-        changed = sh("git", "-C", remote, "diff", "--stat", "main", "modelgen/model-07-1.1.0").strip().splitlines()[-1]
+        diff = sh("git", "-C", remote, "diff", "--stat", "main", f"modelgen/{updated}-1.1.0")
+        changed = diff.strip().splitlines()[-1]
         rows.append(("generate --gitops (one update)", seconds, changed.strip()))
 
         print(f"\n{args.models} models, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}\n")

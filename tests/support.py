@@ -1,14 +1,21 @@
-"""Real processes for the tests: example training, generated projects, their venvs and servers."""
+"""Real processes for the tests: example training, generated projects, their venvs and servers.
+
+The benches (bench/lib/) start and stop their servers with this module's free_port, http_request
+and Server too: one implementation of each.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -105,6 +112,121 @@ class Response:
         return json.loads(self.body)
 
 
+def http_request(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30
+) -> Response:
+    """One HTTP request; an error status comes back as a Response, not as an exception."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return Response(resp.status, dict(resp.headers), resp.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return Response(err.code, dict(err.headers), err.read())
+
+
+class ServerError(RuntimeError):
+    """A server exited, or did not answer ``/ping``, before it was ready; the message ends with its output."""
+
+
+@dataclass
+class Server:
+    """A server command in its own process group on 127.0.0.1: ready once ``GET /ping`` answers 200.
+
+    ``stop`` signals the whole group by its id, so the workers a server forked go with it.
+    Output (stdout and stderr) goes to ``log_path``, or to an unnamed temporary file without one.
+    """
+
+    name: str
+    cmd: list[str | Path]
+    cwd: Path
+    env: dict[str, str]
+    port: int
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = None
+    # From process start to the first /ping 200.
+    startup_seconds: float | None = None
+    _log: io.BufferedRandom | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> Server:
+        """Start and wait for ``/ping``; on failure the group is stopped and ServerError raised."""
+        self._log = open(self.log_path, "w+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(part) for part in self.cmd],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                failure = f"{self.name} exited with {self.proc.returncode} before answering /ping"
+                break
+            try:
+                if http_request("GET", f"{self.url}/ping", timeout=2).status == 200:
+                    self.startup_seconds = time.monotonic() - started
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        else:
+            failure = f"{self.name} did not answer /ping within {timeout:g} s"
+        output = self.output_tail()
+        self.stop()
+        raise ServerError(f"{failure}: {output}")
+
+    def stop(self) -> None:
+        """SIGTERM to the group, SIGKILL after 30 s; then wait (up to 10 s) until no member is left."""
+        if self.proc is not None:
+            group = self.proc.pid  # start_new_session: the group's id is its leader's pid
+            _signal_group(group, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _signal_group(group, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            deadline = time.monotonic() + 10  # workers may outlive their master briefly
+            while _group_alive(group) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _group_alive(group):
+                _signal_group(group, signal.SIGKILL)
+            self.proc = None  # never signal the id again: it may be reused
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def output_tail(self, lines: int = 30) -> str:
+        """The last lines the server printed (stdout and stderr)."""
+        if self.log_path is not None and self.log_path.exists():
+            data = self.log_path.read_bytes()
+        elif self._log is not None:
+            self._log.flush()
+            self._log.seek(0)
+            data = self._log.read()
+        else:
+            data = b""
+        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, sig)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @dataclass
 class Service:
     """The generated service started with its real server (``python -m app``) on 127.0.0.1."""
@@ -115,6 +237,7 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen | None = None
+    server: Server | None = field(default=None, repr=False)
     startup_seconds: float = 0.0
     # What starts it; the default is the Python service's entry point.
     command: list[str] | None = None
@@ -135,51 +258,19 @@ class Service:
             "PYTHONUNBUFFERED": "1",
             **self.env,
         }
-        started = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.command or [self.python, "-m", "app"],
-            cwd=self.project,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        while time.monotonic() - started < timeout:
-            if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                raise RuntimeError(f"service exited with {self.proc.returncode}: {err.decode()[-2000:]}")
-            try:
-                if self.request("GET", "/ping", timeout=1).status == 200:
-                    self.startup_seconds = time.monotonic() - started
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("service did not answer /ping in time")
+        command = self.command or [self.python, "-m", "app"]
+        self.server = Server("service", command, self.project, env, self.port).start(timeout)
+        self.proc, self.startup_seconds = self.server.proc, self.server.startup_seconds
+        return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self.proc:
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream:
-                    stream.close()
+        if self.server is not None:
+            self.server.stop()
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout=30
     ) -> Response:
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                response = Response(resp.status, dict(resp.headers), resp.read())
-        except urllib.error.HTTPError as err:
-            with err:
-                response = Response(err.code, dict(err.headers), err.read())
+        response = http_request(method, self.url + path, body, headers, timeout)
         self.answered[(method, path, response.status)] += 1
         return response
 

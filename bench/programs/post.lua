@@ -1,4 +1,4 @@
--- wrk script for bench/serving.py: POST the bytes of $WRK_BODY_FILE with $WRK_CONTENT_TYPE.
+-- wrk script for the benches (bench/lib/wrk.py): POST the bytes of $WRK_BODY_FILE with $WRK_CONTENT_TYPE.
 -- Top-level code runs once in every wrk thread, before the first request is built.
 local path = os.getenv("WRK_BODY_FILE")
 assert(path, "set WRK_BODY_FILE to the file holding the request body")

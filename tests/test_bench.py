@@ -1,0 +1,131 @@
+"""Every bench in bench/ runs in its smoke mode (``--smoke``: every step, 1 s runs, tiny sizes) and
+prints its tables with the rows it must have: a bench that breaks fails here, not on its next
+real run. The numbers of a smoke run measure nothing (short runs on a shared machine), so only
+their presence and sign are checked."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import ROOT
+
+pytestmark = pytest.mark.slow
+
+NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
+
+
+def smoke(script: str, work: Path, *args: str) -> str:
+    """Run ``bench/<script> --smoke``; its stdout (the tables), after exit 0."""
+    done = subprocess.run(
+        [sys.executable, ROOT / "bench" / script, "--smoke", "--work", work, *args],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, f"{script} --smoke exited {done.returncode}:\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def table(text: str, header: str) -> dict[str, list[str]]:
+    """The Markdown table whose header row starts with ``| header |``: first cell -> the other cells."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"| {header} |")), None)
+    assert start is not None, f"no table headed {header!r} in:\n{text}"
+    assert re.fullmatch(r"\|(-+:?\|)+", lines[start + 1]), lines[start + 1]
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def positive(cell: str) -> float:
+    """A number the bench printed (``1,234``, ``12.5``, ``0.9%``), which must be above 0."""
+    value = cell.removesuffix("%").removesuffix(" calls/s")
+    assert NUMBER.match(value), f"not a number: {cell!r}"
+    assert float(value.replace(",", "")) > 0, cell
+    return float(value.replace(",", ""))
+
+
+def test_serving_smoke(tmp_path):
+    out = smoke("serving.py", tmp_path, "--workers", "2")
+    assert "Smoke run (--smoke)" in out, out
+
+    servers = table(out, "server")
+    names = ["modelgen gunicorn (2 workers)", "modelgen waitress (2 threads)"]
+    names += ["MLflow default (1 worker)", "MLflow --workers 2"]
+    assert list(servers) == names, out
+    for name, cells in servers.items():
+        assert len(cells) == 8, (name, cells)
+        for cell in cells:  # req/s @2 and @8, p50, p99, CSV rows/s, the two ratios, start-up
+            positive(cell)
+    assert re.search(r"1000-row CSV check: 200, 1000 predictions in \d+ ms", out), out
+    goals = re.findall(r"^- (PASS|FAIL) ", out.split("Goals (modelgen gunicorn (2 workers)):", 1)[1], re.M)
+    assert len(goals) >= 6, out  # all six measured, none "n/a": MLflow was there
+
+    monitoring = table(out, "monitoring")
+    assert list(monitoring) == ["off", "counters", "counters + input log"], out
+    for cells in monitoring.values():
+        for cell in cells:
+            positive(cell)
+    path = table(out, "request")
+    assert list(path) == ["1-row JSON", "1000-row CSV"], out
+    for cells in path.values():
+        for cell in (cells[0], cells[1], cells[3]):  # path, counters and the logged counters, in ms
+            positive(cell)
+
+
+def test_serving_r_smoke(tmp_path):
+    out = smoke("serving_r.py", tmp_path)
+    assert "Smoke run (--smoke)" in out, out
+
+    servers = table(out, "server")
+    names = list(servers)
+    assert len(names) == 4, out
+    assert re.fullmatch(r"modelgen R \(\d+ workers, nginx\)", names[0]), names
+    assert names[1:] == ["modelgen R (1 worker)", "plain Plumber (1 process)", "R in-process predict() (1 thread)"]
+    for name in names[:3]:
+        one_1, one_2, one_8, latency, rows, startup = servers[name]
+        for cell in (one_1, one_2, one_8, rows, startup):
+            positive(cell)
+        for cell in latency.split(" / "):
+            positive(cell)
+    in_process = servers["R in-process predict() (1 thread)"]
+    positive(in_process[0].removesuffix(" calls/s"))
+    positive(in_process[4])
+    assert re.search(r"^Goal: 1-row @8 >= 1\.7 x single plain Plumber: \d+ vs \d+ -> (PASS|FAIL)$", out, re.M), out
+
+    monitoring = table(out, "monitoring")
+    assert list(monitoring) == ["off", "counters", "counters + input log"], out
+    for cells in monitoring.values():
+        for cell in cells:
+            positive(cell)
+    path = table(out, "request")
+    assert list(path) == ["1-row JSON", "1000-row CSV"], out
+    for cells in path.values():
+        positive(cells[0])
+
+
+def test_gitops_smoke(tmp_path):
+    out = smoke("gitops.py", tmp_path)
+
+    rows = table(out, "command")
+    assert list(rows) == [
+        "list",
+        "upgrade --all (3 models)",
+        "upgrade --all again (merged)",
+        "generate --gitops (one update)",
+    ], out
+    for seconds, _ in rows.values():
+        positive(seconds)
+    assert rows["list"][1] == "3 models"
+    assert rows["upgrade --all (3 models)"][1] == "1 commit, hand edit kept: True"
+    assert rows["upgrade --all again (merged)"][1].startswith("0 commit: ")
+    assert re.fullmatch(r"\d+ files? changed, .*", rows["generate --gitops (one update)"][1]), rows
+    assert re.search(r"^Goal: upgrade --all of 3 models under 10 s: (PASS|FAIL)", out, re.M), out
