@@ -8,8 +8,10 @@ cannot drift from ``schema/model-v1.json``. Output is deterministic: schema orde
 from __future__ import annotations
 
 import json
+import tempfile
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -24,6 +26,22 @@ from modelgen.manifest.validate import schema
 _TEMPLATES = resources.files("modelgen.manifest") / "templates"
 EXAMPLE = (_TEMPLATES / "example.yaml").read_text("utf-8")
 EXAMPLE_SAMPLE = (_TEMPLATES / "example-sample.json").read_text("utf-8")
+
+
+def write_example(folder: str | Path | None = None) -> Path:
+    """The example manifest with the files it names, in ``folder`` (a new temporary one by default);
+    returns the path of its ``model.yaml``. Docstring examples and first experiments start here.
+
+    >>> write_example().name
+    'model.yaml'
+    """
+    target = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="modelgen-example-"))
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "sample.json").write_text(EXAMPLE_SAMPLE, "utf-8")
+    (target / "features.py").write_text("# custom transformers the pickle refers to\n", "utf-8")
+    (target / "model.yaml").write_text(EXAMPLE, "utf-8")
+    return target / "model.yaml"
+
 
 _TYPE_WORDS = {
     "string": "string",

@@ -24,13 +24,8 @@ from modelgen.manifest.validate import schema, schema_problems
 def load(path: str | Path) -> Manifest:
     """Read and validate a manifest with the files it names; raise ``ManifestError`` listing every problem.
 
-    >>> import tempfile
-    >>> from modelgen.manifest.docs import EXAMPLE, EXAMPLE_SAMPLE
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "model.yaml").write_text(EXAMPLE)
-    >>> _ = (folder / "sample.json").write_text(EXAMPLE_SAMPLE)
-    >>> _ = (folder / "features.py").write_text("")
-    >>> m = load(folder / "model.yaml")
+    >>> from modelgen.manifest.docs import write_example
+    >>> m = load(write_example())
     >>> m.name, m.task, [e.name for e in m.environments], m.serving.server
     ('penguin-species', 'classification', ['dev', 'prod'], 'gunicorn')
     """

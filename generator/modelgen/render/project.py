@@ -35,31 +35,13 @@ def read_project(folder: Path) -> dict[str, bytes]:
 def project_manifest(files: Mapping[str, bytes], where: str) -> Iterator[Manifest]:
     """The manifest of a project given as ``{path: bytes}``; problems are reported against ``where``.
 
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "sample.json").write_text('[{"tenure_months": 3}]')
-    >>> _ = (folder / "model.yaml").write_text('''
-    ... apiVersion: modelgen/v1
-    ... kind: Model
-    ... metadata: {name: churn, version: 1.0.0, owner: jane.doe@example.com}
-    ... spec:
-    ...   runtime: python
-    ...   task: classification
-    ...   artifact:
-    ...     uri: https://nexus.example.com/repository/models/churn/1.0.0/model.joblib
-    ...     sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
-    ...     format: joblib
-    ...   requirements: [scikit-learn==1.5.2]
-    ...   input: [{name: tenure_months, type: integer}]
-    ...   output: {type: probabilities, classes: ["no", "yes"]}
-    ...   sample: sample.json
-    ... ''')
+    >>> from modelgen.manifest.docs import write_example
+    >>> manifest = write_example()
     >>> from modelgen.render.templates import render
-    >>> files = render(load(folder / "model.yaml"))  # what ``read_project`` reads back from a project's folder
-    >>> with project_manifest(files, "models/churn") as m:
-    ...     m.name, m.version
-    ('churn', '1.0.0')
+    >>> files = render(load(manifest))  # what ``read_project`` reads back from a project's folder
+    >>> with project_manifest(files, "models/penguin-species") as m:
+    ...     m.name, m.version, m.sample == load(manifest).sample
+    ('penguin-species', '1.2.0', True)
     """
     if MANIFEST not in files:
         raise ManifestError([Problem(f"{where}/{MANIFEST}", None, "", "file not found")])

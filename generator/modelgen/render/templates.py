@@ -124,28 +124,10 @@ def render(
     A manifest with ``spec.monitoring`` needs its reference ``profile`` (see
     ``modelgen.monitoring.reference``); ``tools_image`` is the image with modelgen that runs the drift job.
 
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "sample.json").write_text('[{"tenure_months": 3}]')
-    >>> _ = (folder / "model.yaml").write_text('''
-    ... apiVersion: modelgen/v1
-    ... kind: Model
-    ... metadata: {name: churn, version: 1.0.0, owner: jane.doe@example.com}
-    ... spec:
-    ...   runtime: python
-    ...   task: classification
-    ...   artifact:
-    ...     uri: https://nexus.example.com/repository/models/churn/1.0.0/model.joblib
-    ...     sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
-    ...     format: joblib
-    ...   requirements: [scikit-learn==1.5.2]
-    ...   input: [{name: tenure_months, type: integer}]
-    ...   output: {type: probabilities, classes: ["no", "yes"]}
-    ...   sample: sample.json
-    ... ''')
+    >>> from modelgen.manifest.docs import write_example
+    >>> manifest = write_example()
     >>> from modelgen.manifest import load
-    >>> files = render(load(folder / "model.yaml"))
+    >>> files = render(load(manifest))
     >>> "Dockerfile" in files, "deploy/base/kustomization.yaml" in files, type(files["Dockerfile"])
     (True, True, <class 'bytes'>)
     """
