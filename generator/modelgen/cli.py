@@ -74,6 +74,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _init_gitops(args: argparse.Namespace) -> int:
+    from modelgen.credentials import Transport
     from modelgen.gitops.repo import init_gitops, normalize
     from modelgen.gitops.scaffold import load_settings, read_config
 
@@ -82,7 +83,8 @@ def _init_gitops(args: argparse.Namespace) -> int:
     configured = read_config(Path(args.config)).get("repo_url") if args.config else None
     settings = load_settings(
         args.config,
-        repo_url=args.repo_url or configured or _as_url(target),
+        # Credentials in TARGET are for pushing it now; what Argo CD and builds clone never has them.
+        repo_url=args.repo_url or configured or _as_url(Transport.of(target).url),
         target_revision=args.target_branch,
         argocd_namespace=args.argocd_namespace,
         project=args.project,

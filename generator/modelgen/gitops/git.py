@@ -32,10 +32,12 @@ class Entry:
 
 
 class Git:
-    """One repository (usually bare), driven by ``git -C <path>``."""
+    """One repository (usually bare), driven by ``git -C <path>``; ``env`` goes to every git it runs."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, env: Mapping[str, str] | None = None):
         self.path = Path(path)
+        # The remote's credentials (credentials.Transport.env), so they are in no file and no argv.
+        self.env = dict(env or {})
 
     def run(self, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None) -> bytes:
         cmd = ["git", "-C", str(self.path), *args]
@@ -45,7 +47,7 @@ class Git:
                 cmd,
                 input=input,
                 capture_output=True,
-                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})},
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **self.env, **(env or {})},
                 timeout=600,
             )
         except (OSError, subprocess.TimeoutExpired) as err:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelgen import __version__
+from modelgen.credentials import WHERE_GIT_CREDENTIALS_GO, Transport
 from modelgen.errors import DeployedVersionConflict, GitopsError, ManifestError
 from modelgen.gitops.git import Changes, Entry, Git, GitError, push
 from modelgen.gitops.merge_request import GitLabApi, MergeRequest
@@ -82,8 +83,12 @@ class GitopsRepo:
 
     @classmethod
     def open(cls, url_or_path: str | Path, *, cache: Path | None = None) -> GitopsRepo:
-        """Clone ``url_or_path`` into the cache, or fetch it if it is there already."""
-        url = normalize(url_or_path)
+        """Clone ``url_or_path`` into the cache, or fetch it if it is there already.
+
+        Credentials in the URL are used to fetch and push only: ``url`` is the URL without them.
+        """
+        transport = Transport.of(normalize(url_or_path))
+        url = transport.url
         if not _URL.match(url) and not Path(url).exists():
             raise GitopsError(f"no git repository at {url}")
         if not _URL.match(url) and not _is_repository(Path(url)):
@@ -91,7 +96,7 @@ class GitopsRepo:
             raise GitopsError(f"{url}: not a git repository ({'a file' if Path(url).is_file() else 'no HEAD or .git'})")
         slug = re.sub(r"[^A-Za-z0-9]+", "-", url).strip("-")[-40:]
         path = (cache or cache_root()) / "gitops" / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.git"
-        git = Git(path)
+        git = Git(path, transport.env())
         if not (path / "HEAD").is_file():
             path.mkdir(parents=True, exist_ok=True)
             git.run("init", "--bare", "--quiet")
@@ -102,7 +107,10 @@ class GitopsRepo:
         try:
             git.run("fetch", "--prune", "--quiet", "origin")
         except GitError as err:
-            raise GitopsError(f"cannot fetch the GitOps repository {url}: {err}") from err
+            hint = ""
+            if re.search(r"could not read Username|Authentication failed|401|403", str(err)):
+                hint = f"; give git the credentials with {WHERE_GIT_CREDENTIALS_GO}"
+            raise GitopsError(f"cannot fetch the GitOps repository {url}: {err}{hint}") from err
         return cls(url, git)
 
     def _default_branch(self) -> str | None:
@@ -430,7 +438,7 @@ def init_gitops(
     A local path that does not exist yet becomes a new bare repository. An empty repository
     gets the scaffold as its first commit on the target branch; one with history gets a branch.
     """
-    url = normalize(url_or_path)
+    url = Transport.of(normalize(url_or_path)).url
     if not _URL.match(url) and Path(url).exists() and not Path(url).is_dir():
         raise GitopsError(f"{url} is a file: give a git repository, or a path for a new one")
     if not _URL.match(url) and not (Path(url).exists() and any(Path(url).iterdir())):
@@ -438,7 +446,7 @@ def init_gitops(
         Git(Path(url)).run("init", "--bare", "--quiet", f"--initial-branch={settings.target_revision}")
         # Push options reach the hooks only if the receiving repository advertises them.
         Git(Path(url)).run("config", "receive.advertisePushOptions", "true")
-    repo = GitopsRepo.open(url, cache=cache)
+    repo = GitopsRepo.open(url_or_path, cache=cache)
     files = scaffold(settings)
     if repo.empty:
         commit = repo.git.commit(None, files, "Scaffold the GitOps repository\n\nGenerated-By: modelgen init-gitops\n")
