@@ -156,11 +156,12 @@ def push(
     *,
     options: Sequence[str] = (),
     expect: str | None = None,
-) -> None:
+) -> bool:
     """Push ``commit`` to ``origin``'s ``branch``; ``expect`` is the commit the branch must still be at.
 
     A branch modelgen owns (``modelgen/...``) may be replaced, but only if nobody moved it since
     it was fetched (``--force-with-lease``); the target branch is only ever fast-forwarded.
+    False when the branch was at ``commit`` already (another run pushed the very same commit).
     """
     args = ["push", "--porcelain"]
     for option in options:
@@ -169,9 +170,11 @@ def push(
         args.append(f"--force-with-lease=refs/heads/{branch}:{expect}")
     args += ["origin", f"{commit}:refs/heads/{branch}"]
     try:
-        repo.run(*args)
+        out = repo.text(*args)
     except GitError as err:
         raise GitError(f"the remote refused the push of {branch}: {err}") from err
+    # --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "=" is a ref that was up to date.
+    return not any(line.startswith("=\t") for line in out.splitlines())
 
 
 def merge_file(ours: bytes, base: bytes, theirs: bytes, labels: tuple[str, str, str]) -> tuple[bytes, int]:
