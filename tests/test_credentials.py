@@ -107,6 +107,16 @@ def test_webhook_refuses_a_registry_url_with_credentials(secret, capsys, tmp_pat
     assert secret not in out + err
 
 
+def test_a_gitlab_url_with_credentials_is_refused_pointing_at_the_token_variable(secret, monkeypatch):
+    from modelgen.errors import MergeRequestError
+    from modelgen.gitops.merge_request import GitLabApi
+
+    monkeypatch.setenv("GITLAB_TOKEN", "t")
+    with pytest.raises(MergeRequestError, match="GITLAB_TOKEN") as err:
+        GitLabApi.from_environment(f"https://root:{secret}@gitlab.example.com", "https://gitlab.example.com/ml/g.git")
+    assert secret not in str(err.value)
+
+
 URI_FIELDS = {
     "spec.artifact.uri": ("uri: https://nexus.example.com/", "uri: https://u:{s}@nexus.example.com/"),
     "spec.monitoring.reference": (None, "reference: https://u:{s}@nexus.example.com/ref.csv"),

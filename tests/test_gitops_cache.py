@@ -167,3 +167,28 @@ def test_the_same_model_generated_twice_at_once_is_pushed_once(remote, penguins_
     assert said[0].startswith(f"branch {branch} already holds this change") and "nothing to push" in said[0], results
     assert said[1].startswith(f"pushed {branch} ("), results
     assert remote.branches() == ["main", branch]
+
+
+@pytest.mark.slow  # two renders of the model
+def test_a_push_that_loses_the_race_to_the_same_change_says_it_is_already_pushed(
+    remote, penguins_manifest, monkeypatch, tmp_path
+):
+    from modelgen.gitops.repo import GitopsRepo, publish_model
+    from modelgen.manifest import load
+
+    manifest = load(penguins_manifest)
+    # Both runs fetched before either pushed (on two machines: two caches); their commits differ
+    # (other times), their trees do not.
+    first = GitopsRepo.open(remote.path, cache=tmp_path / "one")
+    second = GitopsRepo.open(remote.path, cache=tmp_path / "two")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+    won = publish_model(first, manifest, merge_request=True)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-01-01T00:00:05Z")
+    lost = publish_model(second, manifest, merge_request=True)
+    branch = "modelgen/penguin-species-1.0.0"
+    assert won.pushed and won.message.startswith(f"pushed {branch} (")
+    assert not lost.pushed
+    assert lost.message == (
+        f"branch {branch} already holds this change, pushed meanwhile ({won.commit[:12]}): nothing to push"
+    )
+    assert git("rev-parse", branch, cwd=remote.path).strip() == won.commit
