@@ -8,6 +8,7 @@ with a message saying where credentials go, and without the secret in it.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import uuid
@@ -181,8 +182,9 @@ def _everything_written(remote: Path, cache: Path) -> str:
 
 @pytest.mark.slow  # an HTTP git server, several generate runs and the generated service
 def test_a_planted_secret_is_nowhere_in_the_repository_its_pushes_outputs_or_metadata(
-    secret, penguins_manifest, capsys, tmp_path, gitops_cache
+    secret, penguins_manifest, capsys, caplog, tmp_path, gitops_cache
 ):
+    caplog.set_level(logging.DEBUG)  # every log line too, git's command lines included
     served = tmp_path / "srv"
     remote = Remote.create(served / "gitops.git")
     outputs: list[str] = []
@@ -227,6 +229,7 @@ def test_a_planted_secret_is_nowhere_in_the_repository_its_pushes_outputs_or_met
     assert "penguin-species" in written and clean in written
     assert secret not in written
     assert not [o for o in outputs if secret in o]
+    assert "$ git" in caplog.text and secret not in caplog.text
 
     # The service generated on that branch: its public /metadata has nothing of the secret either.
     project = tmp_path / "project"
