@@ -9,11 +9,12 @@ with a message saying where credentials go, and without the secret in it.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from urllib.request import url2pathname
 
 import pytest
@@ -69,6 +70,32 @@ def test_the_transport_splits_credentials_off_and_refuses_an_ssh_password():
     with pytest.raises(GitopsError, match="SSH key") as err:
         Transport.of("ssh://git:hunter2@gitlab.example.com/ml/gitops.git")
     assert "hunter2" not in str(err.value)
+
+
+def test_git_gets_the_credentials_as_they_are_through_its_helper_alone(tmp_path):
+    # A helper the user configured would be asked first, and asked to store what worked: it is reset.
+    (tmp_path / ".gitconfig").write_text(
+        '[credential]\n\thelper = "!f() { echo username=wrong; echo password=wrong; }; f"\n'
+    )
+    password = "a\\b \"c\" $HOME 'e' %41 `id`"
+    t = Transport.of(f"https://oauth2:{quote(password, safe='')}@gitlab.example.com/ml/gitops.git")
+    assert t.password == password
+    done = subprocess.run(
+        ["git", "credential", "fill"],
+        input="protocol=https\nhost=gitlab.example.com\n\n",
+        env={
+            **os.environ,
+            **t.env(),
+            "GIT_TERMINAL_PROMPT": "0",
+            "HOME": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"username=oauth2\npassword={password}\n" in done.stdout
 
 
 @pytest.mark.parametrize("setting", ["repo_url", "registry_url", "gitlab_url", "cluster"])

@@ -107,9 +107,10 @@ class Transport:
         if not self.has_credentials:
             return {}
         count = int(os.environ.get("GIT_CONFIG_COUNT") or 0)
+        # printf, not echo: dash's echo would rewrite backslashes in a password.
         helper = (
             '!f() { test "$1" = get || exit 0; '
-            f'echo "username=${USERNAME_VARIABLE}"; echo "password=${PASSWORD_VARIABLE}"; }}; f'
+            f'printf \'username=%s\\npassword=%s\\n\' "${USERNAME_VARIABLE}" "${PASSWORD_VARIABLE}"; }}; f'
         )
         return {
             "GIT_CONFIG_COUNT": str(count + 2),
