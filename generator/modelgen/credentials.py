@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from modelgen.errors import GitopsError
+
 # scheme://[userinfo@]host...: the userinfo is everything before the authority's last "@".
 _AUTHORITY = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)$", re.IGNORECASE | re.S)
 # ssh takes the login name from the URL and the secret from a key: a user alone is no credential.
@@ -93,8 +95,6 @@ class Transport:
         scheme, userinfo, bare = _split(url)  # type: ignore[misc]
         user, _, password = userinfo.partition(":")  # type: ignore[union-attr]
         if scheme.lower() in _SSH_SCHEMES:
-            from modelgen.errors import GitopsError
-
             raise GitopsError(f"{redacted(url)}: ssh takes no password from the URL: use an SSH key (ssh-agent)")
         return cls(bare, unquote(user), unquote(password))
 
