@@ -244,7 +244,7 @@ def test_a_rejected_push_leaves_the_clone_clean_and_says_why(remote, penguins_ma
     assert "Traceback" not in err
     assert remote.branches() == ["main"]
     assert _refs(gitops_cache) == refs_before
-    (clone,) = (gitops_cache / "gitops").iterdir()
+    (clone,) = (gitops_cache / "gitops").glob("*.git")  # beside it: its lock file
     assert not list(clone.glob("index*"))  # no index left behind
     remote.reject(False)
     code, out, err = generate(capsys, remote, penguins_manifest, "--merge-request")
@@ -383,5 +383,5 @@ def _generated(manifest_path: Path) -> set[str]:
 
 
 def _refs(cache: Path) -> str:
-    (clone,) = (cache / "gitops").iterdir()
+    (clone,) = (cache / "gitops").glob("*.git")  # beside it: its lock file
     return subprocess.run(["git", "-C", clone, "for-each-ref"], capture_output=True, text=True, check=True).stdout

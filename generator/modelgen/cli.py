@@ -74,15 +74,17 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _init_gitops(args: argparse.Namespace) -> int:
+    from modelgen.credentials import Transport
     from modelgen.gitops.repo import init_gitops, normalize
     from modelgen.gitops.scaffold import load_settings, read_config
 
     target = normalize(args.target)
     environments = [e.strip() for e in args.environments.split(",") if e.strip()] if args.environments else None
-    configured = read_config(Path(args.config)).get("repo_url") if args.config else None
+    config = read_config(Path(args.config)) if args.config else {}
     settings = load_settings(
         args.config,
-        repo_url=args.repo_url or configured or _as_url(target),
+        # Credentials in TARGET are for pushing it now; what Argo CD and builds clone never has them.
+        repo_url=args.repo_url or config.get("repo_url") or _as_url(Transport.of(target).url),
         target_revision=args.target_branch,
         argocd_namespace=args.argocd_namespace,
         project=args.project,
@@ -95,7 +97,8 @@ def _init_gitops(args: argparse.Namespace) -> int:
         from modelgen.gitops.merge_request import GitLabApi
 
         api = GitLabApi.from_environment(args.gitlab_url, settings.repo_url, args.gitlab_project)
-    result = init_gitops(target, settings, merge_request=args.merge_request, api=api)
+    branch_given = args.target_branch is not None or "target_revision" in config
+    result = init_gitops(target, settings, merge_request=args.merge_request, api=api, branch_given=branch_given)
     print(result.message)
     return 0
 

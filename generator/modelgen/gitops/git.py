@@ -32,10 +32,12 @@ class Entry:
 
 
 class Git:
-    """One repository (usually bare), driven by ``git -C <path>``."""
+    """One repository (usually bare), driven by ``git -C <path>``; ``env`` goes to every git it runs."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, env: Mapping[str, str] | None = None):
         self.path = Path(path)
+        # The remote's credentials (credentials.Transport.env), so they are in no file and no argv.
+        self.env = dict(env or {})
 
     def run(self, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None) -> bytes:
         cmd = ["git", "-C", str(self.path), *args]
@@ -45,7 +47,7 @@ class Git:
                 cmd,
                 input=input,
                 capture_output=True,
-                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})},
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **self.env, **(env or {})},
                 timeout=600,
             )
         except (OSError, subprocess.TimeoutExpired) as err:
@@ -156,11 +158,12 @@ def push(
     *,
     options: Sequence[str] = (),
     expect: str | None = None,
-) -> None:
+) -> bool:
     """Push ``commit`` to ``origin``'s ``branch``; ``expect`` is the commit the branch must still be at.
 
     A branch modelgen owns (``modelgen/...``) may be replaced, but only if nobody moved it since
     it was fetched (``--force-with-lease``); the target branch is only ever fast-forwarded.
+    False when the branch was at ``commit`` already (another run pushed the very same commit).
     """
     args = ["push", "--porcelain"]
     for option in options:
@@ -169,9 +172,11 @@ def push(
         args.append(f"--force-with-lease=refs/heads/{branch}:{expect}")
     args += ["origin", f"{commit}:refs/heads/{branch}"]
     try:
-        repo.run(*args)
+        out = repo.text(*args)
     except GitError as err:
         raise GitError(f"the remote refused the push of {branch}: {err}") from err
+    # --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "=" is a ref that was up to date.
+    return not any(line.startswith("=\t") for line in out.splitlines())
 
 
 def merge_file(ours: bytes, base: bytes, theirs: bytes, labels: tuple[str, str, str]) -> tuple[bytes, int]:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from modelgen.credentials import has_credentials, redacted
 from modelgen.errors import MergeRequestError
 
 TOKEN_VARIABLE = "GITLAB_TOKEN"
@@ -60,6 +61,11 @@ class GitLabApi:
         url = url or os.environ.get(URL_VARIABLE)
         if not url:
             return None
+        if has_credentials(url):
+            raise MergeRequestError(
+                f"the GitLab URL {redacted(url)} carries credentials, and it is shown in messages: "
+                f"leave user:password@ out and put the token in {TOKEN_VARIABLE}"
+            )
         token = os.environ.get(TOKEN_VARIABLE)
         if not token:
             raise MergeRequestError(

@@ -13,14 +13,16 @@ import difflib
 import hashlib
 import json
 import logging
-import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modelgen import __version__
+from modelgen.credentials import WHERE_GIT_CREDENTIALS_GO, Transport
 from modelgen.errors import DeployedVersionConflict, GitopsError, ManifestError
+from modelgen.gitops.cache import clone_path, locked, prepared
 from modelgen.gitops.git import Changes, Entry, Git, GitError, push
 from modelgen.gitops.merge_request import GitLabApi, MergeRequest
 from modelgen.gitops.scaffold import CONFIG_FILE, GitopsSettings, parse_settings, scaffold
@@ -30,7 +32,6 @@ from modelgen.render.templates import RECORD, Files, template_files, template_ve
 
 log = logging.getLogger(__name__)
 
-CACHE_VARIABLE = "MODELGEN_CACHE"
 MODELS = "models"
 # Every template version a model in the repository was rendered from, so that `upgrade` can
 # re-render what was generated before and merge the hand edits made since.
@@ -65,10 +66,6 @@ def normalize(url_or_path: str | Path) -> str:
     return text if _URL.match(text) else str(Path(text).expanduser().resolve())
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "modelgen")
-
-
 class GitopsRepo:
     """A GitOps repository, as fetched into modelgen's bare clone of it."""
 
@@ -82,36 +79,50 @@ class GitopsRepo:
 
     @classmethod
     def open(cls, url_or_path: str | Path, *, cache: Path | None = None) -> GitopsRepo:
-        """Clone ``url_or_path`` into the cache, or fetch it if it is there already."""
-        url = normalize(url_or_path)
+        """Clone ``url_or_path`` into the cache, or fetch it if it is there already.
+
+        Credentials in the URL are used to fetch and push only: ``url`` is the URL without them.
+        """
+        transport = Transport.of(normalize(url_or_path))
+        url = transport.url
         if not _URL.match(url) and not Path(url).exists():
             raise GitopsError(f"no git repository at {url}")
         if not _URL.match(url) and not _is_repository(Path(url)):
             # said here, in words, before git's fetch fails with a note about access rights
             raise GitopsError(f"{url}: not a git repository ({'a file' if Path(url).is_file() else 'no HEAD or .git'})")
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", url).strip("-")[-40:]
-        path = (cache or cache_root()) / "gitops" / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.git"
-        git = Git(path)
-        if not (path / "HEAD").is_file():
-            path.mkdir(parents=True, exist_ok=True)
-            git.run("init", "--bare", "--quiet")
-            git.run("remote", "add", "origin", url)
-        elif git.text("remote", "get-url", "origin") != url:
-            git.run("remote", "set-url", "origin", url)
-        log.info("fetching %s", url)
-        try:
-            git.run("fetch", "--prune", "--quiet", "origin")
-        except GitError as err:
-            raise GitopsError(f"cannot fetch the GitOps repository {url}: {err}") from err
-        return cls(url, git)
+        path = clone_path(url, cache)
+        with locked(path):
+            git = prepared(path, url, transport.env())
+            log.info("fetching %s", url)
+            try:
+                git.run("fetch", "--prune", "--quiet", "origin")
+            except GitError as err:
+                hint = ""
+                if re.search(r"could not read Username|Authentication failed|401|403", str(err)):
+                    hint = f"; give git the credentials with {WHERE_GIT_CREDENTIALS_GO}"
+                raise GitopsError(f"cannot fetch the GitOps repository {url}: {err}{hint}") from err
+            return cls(url, git)
 
     def _default_branch(self) -> str | None:
         try:
             self.git.run("remote", "set-head", "origin", "--auto")
-            ref = self.git.text("symbolic-ref", "refs/remotes/origin/HEAD")
+            return self.git.text("symbolic-ref", "refs/remotes/origin/HEAD").removeprefix("refs/remotes/origin/")
         except GitError:
-            return None  # an empty repository
-        return ref.removeprefix("refs/remotes/origin/")
+            pass
+        # The remote's HEAD names no branch it has (a plain git server whose HEAD was left at
+        # another branch): the one branch holding gitops.yaml is the repository's.
+        branches = self.git.text("for-each-ref", "--format=%(refname)", "refs/remotes/origin/").split()
+        holding = [b for b in branches if b != "refs/remotes/origin/HEAD" and self._has(b, CONFIG_FILE)]
+        if len(holding) == 1:
+            return holding[0].removeprefix("refs/remotes/origin/")
+        return None  # an empty repository, or one modelgen cannot tell the target branch of
+
+    def _has(self, ref: str, path: str) -> bool:
+        try:
+            self.git.run("cat-file", "-e", f"{ref}:{path}")
+        except GitError:
+            return False
+        return True
 
     @property
     def empty(self) -> bool:
@@ -194,7 +205,18 @@ class GitopsRepo:
         if existing and self.git.tree_of(existing) == self.git.tree_of(commit):
             return Published(f"branch {branch} already holds this change: nothing to push", branch=branch)
         options = merge_request.push_options() if merge_request and api is None else ()
-        push(self.git, commit, branch, options=options, expect=existing or "")
+        with locked(self.git.path):
+            try:
+                meanwhile = None if push(self.git, commit, branch, options=options, expect=existing or "") else commit
+            except GitError:
+                meanwhile = self._pushed_meanwhile(branch, commit)
+                if meanwhile is None:
+                    raise
+            if meanwhile is not None:
+                return Published(
+                    f"branch {branch} already holds this change, pushed meanwhile ({meanwhile[:12]}): nothing to push",
+                    branch=branch,
+                )
         url = api.open(merge_request) if merge_request and api else None
         how = ""
         if merge_request:
@@ -207,6 +229,17 @@ class GitopsRepo:
             merge_request_url=url,
             changed=tuple(sorted(changes)),
         )
+
+    def _pushed_meanwhile(self, branch: str, commit: str) -> str | None:
+        """The branch's new head if another run pushed the very tree of ``commit`` to it since the fetch."""
+        try:
+            self.git.run("fetch", "--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        except GitError:
+            return None
+        head = self.branch_head(branch)
+        if head is None or self.git.tree_of(head) != self.git.tree_of(commit):
+            return None
+        return head
 
 
 def changes_under(prefix: str, current: Mapping[str, Entry], desired: Mapping[str, bytes]) -> dict[str, bytes | None]:
@@ -424,31 +457,40 @@ def init_gitops(
     merge_request: bool = False,
     api: GitLabApi | None = None,
     cache: Path | None = None,
+    branch_given: bool = True,
 ) -> Published:
     """Scaffold the repository: argocd/, the pipeline, README and gitops.yaml.
 
     A local path that does not exist yet becomes a new bare repository. An empty repository
     gets the scaffold as its first commit on the target branch; one with history gets a branch.
+    ``branch_given`` False: ``settings.target_revision`` is only the default, and an empty
+    repository's own default branch (what its HEAD names) wins.
     """
-    url = normalize(url_or_path)
+    url = Transport.of(normalize(url_or_path)).url
     if not _URL.match(url) and Path(url).exists() and not Path(url).is_dir():
         raise GitopsError(f"{url} is a file: give a git repository, or a path for a new one")
-    if not _URL.match(url) and not (Path(url).exists() and any(Path(url).iterdir())):
+    existing_local = not _URL.match(url) and Path(url).exists() and any(Path(url).iterdir())
+    if not _URL.match(url) and not existing_local:
         Path(url).mkdir(parents=True, exist_ok=True)
         Git(Path(url)).run("init", "--bare", "--quiet", f"--initial-branch={settings.target_revision}")
         # Push options reach the hooks only if the receiving repository advertises them.
         Git(Path(url)).run("config", "receive.advertisePushOptions", "true")
-    repo = GitopsRepo.open(url, cache=cache)
-    files = scaffold(settings)
+    repo = GitopsRepo.open(url_or_path, cache=cache)
     if repo.empty:
+        settings, which = _first_branch(repo, settings, branch_given, local=existing_local)
+        files = scaffold(settings)
         commit = repo.git.commit(None, files, "Scaffold the GitOps repository\n\nGenerated-By: modelgen init-gitops\n")
-        push(repo.git, commit, settings.target_revision, expect="")
+        with locked(repo.git.path):
+            push(repo.git, commit, settings.target_revision, expect="")
         return Published(
-            f"initialized {url} ({settings.target_revision} at {commit[:12]})",
+            f"initialized {url}: branch {settings.target_revision} ({which}) at {commit[:12]}",
             branch=settings.target_revision,
             commit=commit,
             changed=tuple(sorted(files)),
         )
+    if not branch_given and repo.target:
+        settings = replace(settings, target_revision=repo.target)  # the branch the repository already deploys
+    files = scaffold(settings)
     repo.target = settings.target_revision
     repo.head = repo.git.resolve(f"refs/remotes/origin/{repo.target}")
     changes = changes_under("", {p: e for p, e in repo.entries().items() if p in files}, files)
@@ -469,6 +511,53 @@ def init_gitops(
         merge_request=mr,
         api=api,
     )
+
+
+def _first_branch(
+    repo: GitopsRepo, settings: GitopsSettings, given: bool, *, local: bool
+) -> tuple[GitopsSettings, str]:
+    """The branch an empty repository's first commit goes to, and why that one.
+
+    The branch the repository's HEAD names is the one clones check out and the one later
+    commands read ``gitops.yaml`` from, so it wins unless a branch is given; a given branch
+    becomes a local repository's HEAD, and a remote is told to make it its default.
+    """
+    head = remote_head(repo)
+    wanted = settings.target_revision
+    if head is None or head == wanted:
+        return settings, "the repository's default branch" if head else "the remote does not name a default branch"
+    if not given:
+        return replace(settings, target_revision=head), "the repository's default branch"
+    if local:
+        Git(Path(repo.url)).run("symbolic-ref", "HEAD", f"refs/heads/{wanted}")
+        return settings, f"now the repository's default branch, instead of {head}"
+    log.warning(
+        "%s's default branch is %s, not %s: make %s its default branch (GitLab: Settings > Repository) "
+        "so that clones check it out",
+        repo.url,
+        head,
+        wanted,
+        wanted,
+    )
+    return settings, f"as given; the remote's default branch is {head}"
+
+
+# A name no remote's HEAD has: a throwaway clone whose HEAD is still this was told nothing.
+_UNTOLD = "modelgen-no-remote-head"
+
+
+def remote_head(repo: GitopsRepo) -> str | None:
+    """The branch an empty remote's HEAD names (git clone learns it; fetch does not), or None if it does not say."""
+    with tempfile.TemporaryDirectory(prefix="modelgen-head-") as tmp:
+        probe = Git(Path(tmp), repo.git.env)
+        try:
+            probe.run("-c", f"init.defaultBranch={_UNTOLD}", "clone", "--bare", "--quiet", repo.url, "probe.git")
+            ref = Git(Path(tmp) / "probe.git").text("symbolic-ref", "HEAD")
+        except GitError as err:
+            log.warning("cannot tell the default branch of %s: %s", repo.url, err)
+            return None
+    branch = ref.removeprefix("refs/heads/")
+    return None if branch == _UNTOLD else branch
 
 
 # --- helpers ----------------------------------------------------------------------------------

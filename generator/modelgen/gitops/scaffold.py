@@ -18,6 +18,7 @@ from jinja2 import TemplateError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from modelgen.credentials import has_credentials, redacted
 from modelgen.errors import ModelgenError, RenderError
 from modelgen.render.templates import DEFAULT_TOOLS_IMAGE
 
@@ -64,6 +65,14 @@ class GitopsSettings:
             items = value if f.name == "environments" else (value,)
             if not items or not all(isinstance(v, str) and v for v in items):
                 raise ModelgenError(f"gitops setting {f.name} must be a non-empty {_kind(f.name)}, not {value!r}")
+        for name in URL_SETTINGS:
+            value = getattr(self, name)
+            if has_credentials(value):
+                raise ModelgenError(
+                    f"gitops setting {name} {redacted(value)} carries credentials, and it is written into the "
+                    f"repository (gitops.yaml, argocd/, README, webhook/, every model's BuildConfig): "
+                    f"leave user:password@ out; {URL_SETTINGS[name]}"
+                )
         if len(set(self.environments)) != len(self.environments):
             raise ModelgenError(f"gitops setting environments lists an environment twice: {list(self.environments)}")
         for namespace in self.namespaces:
@@ -82,6 +91,15 @@ class GitopsSettings:
 
 
 OPTIONAL = ("gitlab_url",)
+# The settings that are URLs, and where the credentials for each go instead.
+URL_SETTINGS = {
+    "repo_url": "Argo CD reads the repository with a repository Secret, builds with a source Secret "
+    "(oc create secret generic ... --type=kubernetes.io/basic-auth), and modelgen pushes with git's credential "
+    "helper, ~/.netrc, or credentials in the URL given to the command, which are never written",
+    "registry_url": "the webhook reads MODELGEN_REGISTRY_USERNAME/MODELGEN_REGISTRY_PASSWORD from a Secret",
+    "gitlab_url": "the token goes in GITLAB_TOKEN (a Secret for the webhook)",
+    "cluster": "Argo CD keeps cluster credentials in its cluster Secret",
+}
 
 
 def _kind(name: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelgen.credentials import WHERE_REGISTRY_CREDENTIALS_GO, has_credentials, redacted
 from modelgen.errors import Problem
 from modelgen.manifest.document import MISSING, FieldPath, dotted, line_of, one_line, plain
 from modelgen.manifest.messages import show
@@ -252,6 +253,30 @@ def code_of_the_runtime(c: Checked) -> None:
             c.add(("spec", "code", i), f"{show(rel)} is not {runtime} code (allowed: {suffix} files)")
 
 
+# ---------------------------------------------------------------------------- credentials
+
+
+# The fields that hold URIs; the manifest is committed to Git and the artifact URI served on /metadata.
+URI_FIELDS: tuple[FieldPath, ...] = (
+    ("spec", "artifact", "uri"),
+    ("spec", "monitoring", "reference"),
+    ("spec", "training", "registry"),
+    ("spec", "training", "data"),
+    ("metadata", "provenance", "data"),
+)
+
+
+def no_credentials_in_uris(c: Checked) -> None:
+    for path in URI_FIELDS:
+        value = c.get(*path)
+        if isinstance(value, str) and has_credentials(value):
+            c.add(
+                path,
+                f"{show(redacted(value))} carries credentials, and the manifest goes into Git, the Deployment and "
+                f"the service's /metadata (allowed: the URI without user:password@; {WHERE_REGISTRY_CREDENTIALS_GO})",
+            )
+
+
 # ---------------------------------------------------------------------------- files beside the manifest
 
 
@@ -387,4 +412,5 @@ RULES: tuple[Rule, ...] = (
     training_script,
     reference_inside,
     sample_file,
+    no_credentials_in_uris,
 )

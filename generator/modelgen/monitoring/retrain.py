@@ -69,6 +69,8 @@ def retrain(
         training = manifest.training
         if training is None:
             raise RetrainError(f"{MODELS}/{name}/model.yaml has no spec.training (script, data, hyperparameters)")
+        # The registry first: one that cannot be used (say, credentials in its URL) is refused before training.
+        store = registry_for(registry or training.registry or registry_root(manifest.artifact.uri))
         output = from_output or run_script(manifest, workdir / "output")
         artifact_name = manifest.artifact.filename
         artifact = _read(output / artifact_name, f"the training script wrote no {artifact_name} into {output}")
@@ -76,7 +78,6 @@ def retrain(
 
         from modelgen.notebook.deploy import next_version
 
-        store = registry_for(registry or training.registry or registry_root(manifest.artifact.uri))
         version = next_version(name, repo, store, manifest.artifact.format)
         published_artifact = store.publish(name, version, artifact_name, artifact)
         reference = None

@@ -529,7 +529,7 @@ def _git_email() -> str | None:
 
 
 def _out_dir(name: str, version: str) -> Path:
-    from modelgen.gitops.repo import cache_root
+    from modelgen.gitops.cache import cache_root
 
     return cache_root() / "deployments" / name / version
 

@@ -27,6 +27,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from modelgen.credentials import WHERE_REGISTRY_CREDENTIALS_GO, has_credentials, redacted
 from modelgen.errors import ArtifactMismatch, ArtifactMissing, PublishedVersionConflict, RegistryError
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,13 @@ class HttpRegistry:
         from requests.adapters import HTTPAdapter
         from urllib3.util.retry import Retry
 
+        if has_credentials(base_url):
+            # The base URL becomes every artifact's URI: model.yaml, the Deployment, commit messages, /metadata.
+            raise RegistryError(
+                f"registry URL {redacted(base_url)} carries credentials, and it becomes the artifact URI written "
+                f"into the manifest, Git and the service's /metadata: leave user:password@ out and "
+                f"{WHERE_REGISTRY_CREDENTIALS_GO}"
+            )
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
