@@ -8,6 +8,7 @@ a git remote that accepts connections and never answers.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ from http_faults import FaultyServer
 
 from modelgen.errors import RegistryError
 from modelgen.gitops.git import DEADLINE_VARIABLE as GIT_DEADLINE_VARIABLE
+from modelgen.gitops.git import DEFAULT_DEADLINE as DEFAULT_GIT_DEADLINE
+from modelgen.gitops.git import LOW_SPEED_LIMIT, LOW_SPEED_TIME
 from modelgen.manifest import load
 from modelgen.registry.backends import HttpRegistry, sha256_hex
 from modelgen.registry.policy import DOWNLOAD, INIT_DEADLINE_VARIABLE, REGISTRY_DEADLINE_VARIABLE
@@ -214,3 +217,24 @@ def test_modelgen_list_ends_by_the_git_deadline_naming_the_remote(tmp_path):
     # Whichever comes first at 3 s: the process deadline, or git's own low-speed limit set to it.
     low_speed = "Less than 1000 bytes/sec transferred the last 3 seconds"
     assert f"within 3 s ({GIT_DEADLINE_VARIABLE})" in said or low_speed in said
+
+
+def test_the_policy_is_in_the_contract_and_stated_in_the_readme(tmp_path):
+    (tmp_path / "model.yaml").write_text(MANIFEST % {**RUNTIMES["python"], "runtime": "python", "sha": "ab" * 32})
+    (tmp_path / "sample.json").write_text('[{"tenure_months": 3}]')
+    contract = json.loads(render(load(tmp_path / "model.yaml"))["app/contract.json"])
+    assert contract["download"] == DOWNLOAD
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    waits = DOWNLOAD["backoffSeconds"]
+    stated = [
+        f"{DOWNLOAD['attempts']} attempts, waiting {', '.join(map(str, waits[:-1]))} and {waits[-1]} s between them",
+        f"a server that sends nothing for {DOWNLOAD['idleSeconds']} s",
+        "HTTP " + "/".join(map(str, DOWNLOAD["retryStatuses"])),
+        f"All attempts end within {DOWNLOAD['deadlineSeconds']} s",
+        f"Only `Accept-Encoding: {DOWNLOAD['encoding']}`",
+        f"`{INIT_DEADLINE_VARIABLE}`",
+        f"`{REGISTRY_DEADLINE_VARIABLE}`",
+        f"Every git command ends within {DEFAULT_GIT_DEADLINE} s (`{GIT_DEADLINE_VARIABLE}`)",
+        f"slower than {LOW_SPEED_LIMIT} bytes/s for {LOW_SPEED_TIME} s",
+    ]
+    assert [s for s in stated if s not in readme] == []
