@@ -145,7 +145,7 @@ def test_init_containers_end_by_their_deadline(init_container, tmp_path, fault):
     with FaultyServer(BODY, fault) as server:
         done = fetch(init_container, server, tmp_path, deadline=3)
     said = one_line(done)
-    assert f"download of {server.url} gave up after 3 s ({INIT_DEADLINE_VARIABLE})" in said
+    assert f"download of {server.url} did not finish within 3 s ({INIT_DEADLINE_VARIABLE})" in said
     assert fetched(tmp_path) is None
 
 
@@ -171,7 +171,7 @@ def test_the_registry_client_ends_by_its_deadline(monkeypatch, fault):
     monkeypatch.setenv(REGISTRY_DEADLINE_VARIABLE, "3")
     with FaultyServer(BODY, fault) as server:
         registry = HttpRegistry(server.url.rsplit("/", 3)[0])
-        expected = rf"GET {re.escape(server.url)}: gave up after 3 s \({REGISTRY_DEADLINE_VARIABLE}\)"
+        expected = rf"GET {re.escape(server.url)}: did not finish within 3 s \({REGISTRY_DEADLINE_VARIABLE}\)"
         with pytest.raises(RegistryError, match=expected):
             registry.fetch(server.url, sha256_hex(BODY))
 

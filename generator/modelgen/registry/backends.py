@@ -247,7 +247,8 @@ class HttpRegistry:
                 break
             time.sleep(wait)
         raise RegistryError(
-            f"{method} {url}: gave up after {self.deadline:g} s ({REGISTRY_DEADLINE_VARIABLE}); last failure: {last}"
+            f"{method} {url}: did not finish within {self.deadline:g} s ({REGISTRY_DEADLINE_VARIABLE}); "
+            f"last failure: {last}"
         )
 
     def _body(self, response, give_up: float, method: str, url: str) -> bytes:
@@ -258,8 +259,8 @@ class HttpRegistry:
             if time.monotonic() > give_up:
                 response.close()
                 raise RegistryError(
-                    f"{method} {url}: gave up after {self.deadline:g} s ({REGISTRY_DEADLINE_VARIABLE}), "
-                    "the body still arriving"
+                    f"{method} {url}: did not finish within {self.deadline:g} s ({REGISTRY_DEADLINE_VARIABLE}), "
+                    "the body was still arriving"
                 )
         return b"".join(chunks)
 

@@ -85,7 +85,7 @@ def _download(uri: str, partial: Path, username: str, password: str, deadline: f
                 time.sleep(waits[min(attempt, len(waits)) - 1])
     except Deadline:
         raise SystemExit(
-            f"download of {uri} gave up after {deadline:g} s ({DEADLINE_VARIABLE}), in attempt {attempt} "
+            f"download of {uri} did not finish within {deadline:g} s ({DEADLINE_VARIABLE}): attempt {attempt} "
             f"of {attempts}; last failure: {last}"
         ) from None
     finally:

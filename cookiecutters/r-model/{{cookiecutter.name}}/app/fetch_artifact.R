@@ -46,7 +46,7 @@ if (startsWith(uri, "file://")) {
   left <- function() deadline - as.numeric(difftime(Sys.time(), started, units = "secs"))
   gave_up <- function(attempt, last) {
     fail(sprintf(
-      "download of %s gave up after %g s (ARTIFACT_DEADLINE_SECONDS), in attempt %d of %d; last failure: %s",
+      "download of %s did not finish within %g s (ARTIFACT_DEADLINE_SECONDS): attempt %d of %d; last failure: %s",
       uri, deadline, attempt, attempts, last
     ))
   }
