@@ -57,25 +57,30 @@ class Git:
             options = ["-c", f"http.lowSpeedLimit={LOW_SPEED_LIMIT}", "-c", f"http.lowSpeedTime={speed_time}"]
         cmd = ["git", *options, "-C", str(self.path), *args]
         log.debug("$ %s", " ".join(cmd))
+        remote = self._remote(args) if args[0] in NETWORK else ""
+        # Over http(s) git gets a session of its own, so that on the deadline its whole group goes,
+        # git-remote-http(s) included (left behind, it would hold the pipes, and this call, open).
+        # Other remotes (ssh) keep the terminal for their prompts; only git itself is killed then.
+        isolate = remote.startswith(("http://", "https://"))
         try:
-            # A session of its own: on the deadline the whole group goes, not only git itself (a
-            # remote helper left behind would hold the pipes open, and this call with them).
             with subprocess.Popen(
                 cmd,
                 stdin=subprocess.PIPE if input is not None else None,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})},
-                start_new_session=True,
+                start_new_session=isolate,
             ) as proc:
                 try:
                     stdout, stderr = proc.communicate(input, timeout=deadline)
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.communicate()
-                    who = self._remote(args) if args[0] in NETWORK else "it"
+                    if isolate:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    else:
+                        proc.kill()
+                    proc.wait()
                     raise GitError(
-                        f"git {args[0]}: {who} did not finish within {deadline:g} s ({DEADLINE_VARIABLE})"
+                        f"git {args[0]}: {remote or 'it'} did not finish within {deadline:g} s ({DEADLINE_VARIABLE})"
                     ) from None
         except OSError as err:
             raise GitError(f"git {args[0]} failed: {err}") from err
@@ -95,8 +100,8 @@ class Git:
             except GitError:
                 url = "origin"
         parts = urlsplit(url)
-        if parts.password is not None or parts.username is not None:
-            url = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+        if "@" in parts.netloc:
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
         return url
 
     def text(self, *args: str, **kwargs) -> str:
