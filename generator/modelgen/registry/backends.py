@@ -228,12 +228,18 @@ class HttpRegistry:
                 response = self.session.request(
                     method, url, timeout=min(self.timeout, left), headers=headers, stream=True, **kwargs
                 )
+                # Read here, against the deadline; response.content then returns it.
                 response._content = self._body(response, give_up, method, url)
                 if response.status_code not in DOWNLOAD["retryStatuses"] or attempt == attempts:
                     return response
                 last = f"HTTP {response.status_code} {response.reason}"
             except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
-                if isinstance(err, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+                if isinstance(  # a URL requests cannot use: no attempt will do better
+                    err,
+                    requests.exceptions.InvalidURL
+                    | requests.exceptions.InvalidSchema
+                    | requests.exceptions.MissingSchema,
+                ):
                     raise RegistryError(f"{method} {url}: {err}") from err
                 if attempt == attempts:
                     if _timed_out(err):
