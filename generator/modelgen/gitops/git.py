@@ -8,12 +8,15 @@ so a failure at any step leaves nothing half-written, anywhere.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from modelgen.errors import GitError
 
@@ -23,6 +26,15 @@ Changes = Mapping[str, bytes | None]  # path -> new content, or None to delete
 # The identity commits get when neither the environment nor git's config names one.
 FALLBACK_IDENTITY = {"name": "modelgen", "email": "modelgen@localhost"}
 _ZERO = "0" * 40
+# Every git command ends by this deadline, in seconds ($MODELGEN_GIT_DEADLINE_SECONDS overrides it);
+# its whole process group is killed then, helpers such as git-remote-https included.
+DEADLINE_VARIABLE = "MODELGEN_GIT_DEADLINE_SECONDS"
+DEFAULT_DEADLINE = 600
+# Commands that talk to a remote. Over http(s) they give up sooner, on their own, when fewer than
+# LOW_SPEED_LIMIT bytes a second arrive for LOW_SPEED_TIME seconds: a remote that accepts and never answers.
+NETWORK = frozenset({"fetch", "push", "clone", "ls-remote"})
+LOW_SPEED_LIMIT = 1000
+LOW_SPEED_TIME = 30
 
 
 @dataclass(frozen=True)
@@ -40,24 +52,59 @@ class Git:
         self.env = dict(env or {})
 
     def run(self, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None) -> bytes:
-        cmd = ["git", "-C", str(self.path), *args]
+        deadline = git_deadline()
+        options: list[str] = []
+        if args[0] in NETWORK:
+            speed_time = max(1, min(LOW_SPEED_TIME, math.ceil(deadline)))
+            options = ["-c", f"http.lowSpeedLimit={LOW_SPEED_LIMIT}", "-c", f"http.lowSpeedTime={speed_time}"]
+        cmd = ["git", *options, "-C", str(self.path), *args]
         log.debug("$ %s", " ".join(cmd))
+        remote = self._remote(args) if args[0] in NETWORK else ""
+        # Over http(s) git gets a session of its own, so that on the deadline its whole group goes,
+        # git-remote-http(s) included (left behind, it would hold the pipes, and this call, open).
+        # Other remotes (ssh) keep the terminal for their prompts; only git itself is killed then.
+        isolate = remote.startswith(("http://", "https://"))
         try:
-            done = subprocess.run(
+            with subprocess.Popen(
                 cmd,
-                input=input,
-                capture_output=True,
+                stdin=subprocess.PIPE if input is not None else None,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **self.env, **(env or {})},
-                timeout=600,
-            )
-        except (OSError, subprocess.TimeoutExpired) as err:
+                start_new_session=isolate,
+            ) as proc:
+                try:
+                    stdout, stderr = proc.communicate(input, timeout=deadline)
+                except subprocess.TimeoutExpired:
+                    if isolate:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    else:
+                        proc.kill()
+                    proc.wait()
+                    raise GitError(
+                        f"git {args[0]}: {remote or 'it'} did not finish within {deadline:g} s ({DEADLINE_VARIABLE})"
+                    ) from None
+        except OSError as err:
             raise GitError(f"git {args[0]} failed: {err}") from err
-        if done.returncode != 0:
-            said = done.stderr.decode("utf-8", "replace").strip() or done.stdout.decode("utf-8", "replace").strip()
+        if proc.returncode != 0:
+            said = stderr.decode("utf-8", "replace").strip() or stdout.decode("utf-8", "replace").strip()
             # One line, as every error modelgen prints: git's lines (fatal:, hint:, remote:) joined.
             said = "; ".join(line.strip() for line in said.splitlines() if line.strip())
-            raise GitError(f"git {args[0]} failed (exit {done.returncode}): {said}")
-        return done.stdout
+            raise GitError(f"git {args[0]} failed (exit {proc.returncode}): {said}")
+        return stdout
+
+    def _remote(self, args: Sequence[str]) -> str:
+        """The remote a network command talks to, as its URL (without credentials) when git knows it."""
+        url = next((a for a in args[1:] if "://" in a), "")
+        if not url:
+            try:
+                url = self.text("config", "--get", "remote.origin.url")  # modelgen's only remote
+            except GitError:
+                url = "origin"
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+        return url
 
     def text(self, *args: str, **kwargs) -> str:
         return self.run(*args, **kwargs).decode("utf-8").strip()
@@ -149,6 +196,18 @@ class Git:
                 if not configured:
                     env[var] = FALLBACK_IDENTITY[key]
         return env
+
+
+def git_deadline() -> float:
+    """Seconds any one git command may take: $MODELGEN_GIT_DEADLINE_SECONDS, else DEFAULT_DEADLINE."""
+    text = os.environ.get(DEADLINE_VARIABLE, "")
+    try:
+        seconds = float(text) if text else float(DEFAULT_DEADLINE)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 1e6:
+        raise GitError(f"{DEADLINE_VARIABLE} must be a number of seconds above 0, not {text!r}")
+    return seconds
 
 
 def push(

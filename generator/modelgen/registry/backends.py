@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +30,7 @@ from urllib.request import url2pathname
 
 from modelgen.credentials import WHERE_REGISTRY_CREDENTIALS_GO, has_credentials, redacted
 from modelgen.errors import ArtifactMismatch, ArtifactMissing, PublishedVersionConflict, RegistryError
+from modelgen.registry.policy import DOWNLOAD, REGISTRY_DEADLINE_VARIABLE, backoff
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,10 @@ class HttpRegistry:
 
     Uploads are immutable here too: the artifact's URL is read first, and a version that holds
     other bytes is refused (Nexus' "disable redeploy" policy, or a 409 from a server that
-    forbids overwrites, say the same from their side). Transient failures (connection errors,
-    timeouts, 502/503/504) are retried with backoff; everything else is one clear error.
+    forbids overwrites, say the same from their side). Failures are retried as
+    ``registry.policy.DOWNLOAD`` says, the init containers' policy; each request with its retries
+    ends by ``deadline`` seconds (default: $MODELGEN_REGISTRY_DEADLINE_SECONDS, else the
+    policy's); ``timeout`` is how long the server may send nothing. Anything else is one clear error.
     """
 
     def __init__(
@@ -142,12 +146,11 @@ class HttpRegistry:
         *,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = 60,
-        retries: int = 3,
+        timeout: float = DOWNLOAD["idleSeconds"],
+        retries: int = DOWNLOAD["attempts"] - 1,
+        deadline: float | None = None,
     ) -> None:
         import requests
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
 
         if has_credentials(base_url):
             # The base URL becomes every artifact's URI: model.yaml, the Deployment, commit messages, /metadata.
@@ -158,24 +161,13 @@ class HttpRegistry:
             )
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.retries = retries
+        self.deadline = _registry_deadline() if deadline is None else deadline
         self.session = requests.Session()
         username = username or os.environ.get(USERNAME_VARIABLE)
         password = password if password is not None else os.environ.get(PASSWORD_VARIABLE, "")
         if username:
             self.session.auth = (username, password)
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            backoff_factor=0.5,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=frozenset({"GET", "HEAD", "PUT"}),
-            raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
 
     def url(self, name: str, version: str, filename: str) -> str:
         return f"{self.base_url}/{name}/{version}/{filename}"
@@ -229,14 +221,62 @@ class HttpRegistry:
         return None  # unreachable: _fail raises
 
     def _request(self, method: str, url: str, **kwargs):
+        """The response to ``method url``, its body read, after the policy's retries; RegistryError if none came."""
         import requests
+        import urllib3
 
-        try:
-            return self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.exceptions.RequestException as err:
-            if _timed_out(err):
-                raise RegistryError(f"{method} {url}: no answer within {self.timeout:g} s (after retries)") from err
-            raise RegistryError(f"{method} {url}: cannot reach the registry: {_reason(err)}") from err
+        headers = {"Accept-Encoding": DOWNLOAD["encoding"], **kwargs.pop("headers", {})}
+        give_up = time.monotonic() + self.deadline
+        attempts, last = self.retries + 1, "none"
+        for attempt in range(1, attempts + 1):
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                response = self.session.request(
+                    method, url, timeout=min(self.timeout, left), headers=headers, stream=True, **kwargs
+                )
+                # Read here, against the deadline; response.content then returns it.
+                response._content = self._body(response, give_up, method, url)
+                if response.status_code not in DOWNLOAD["retryStatuses"] or attempt == attempts:
+                    return response
+                last = f"HTTP {response.status_code} {response.reason}"
+            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
+                if isinstance(  # a URL requests cannot use: no attempt will do better
+                    err,
+                    requests.exceptions.InvalidURL
+                    | requests.exceptions.InvalidSchema
+                    | requests.exceptions.MissingSchema,
+                ):
+                    raise RegistryError(f"{method} {url}: {err}") from err
+                if attempt == attempts:
+                    if _timed_out(err):
+                        raise RegistryError(
+                            f"{method} {url}: no answer within {self.timeout:g} s (after {attempts} attempts)"
+                        ) from err
+                    raise RegistryError(f"{method} {url}: cannot reach the registry: {_reason(err)}") from err
+                last = "no answer" if _timed_out(err) else _reason(err)
+            wait = backoff(attempt)
+            if time.monotonic() + wait >= give_up:
+                break
+            time.sleep(wait)
+        raise RegistryError(
+            f"{method} {url}: did not finish within {self.deadline:g} s ({REGISTRY_DEADLINE_VARIABLE}); "
+            f"last failure: {last}"
+        )
+
+    def _body(self, response, give_up: float, method: str, url: str) -> bytes:
+        """The whole body, read as it comes (read1), so that a server trickling bytes cannot outlast the deadline."""
+        chunks = []
+        while chunk := response.raw.read1(1 << 16, decode_content=True):
+            chunks.append(chunk)
+            if time.monotonic() > give_up:
+                response.close()
+                raise RegistryError(
+                    f"{method} {url}: did not finish within {self.deadline:g} s ({REGISTRY_DEADLINE_VARIABLE}), "
+                    "the body was still arriving"
+                )
+        return b"".join(chunks)
 
     def _fail(self, response, url: str, what: str) -> None:
         status = response.status_code
@@ -247,6 +287,17 @@ class HttpRegistry:
         }.get(status, "the registry failed" if status >= 500 else "refused")
         kind = ArtifactMissing if status == 404 else RegistryError
         raise kind(f"{what} of {url} failed: HTTP {status} {response.reason}: {why}")
+
+
+def _registry_deadline() -> float:
+    text = os.environ.get(REGISTRY_DEADLINE_VARIABLE, "")
+    try:
+        seconds = float(text) if text else float(DOWNLOAD["deadlineSeconds"])
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 1e6:
+        raise RegistryError(f"{REGISTRY_DEADLINE_VARIABLE} must be a number of seconds above 0, not {text!r}")
+    return seconds
 
 
 def registry_for(location: str | Path) -> LocalRegistry | HttpRegistry:

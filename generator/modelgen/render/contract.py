@@ -18,6 +18,7 @@ from typing import Any
 
 from modelgen.manifest import Artifact, Manifest
 from modelgen.manifest.values import VALUES
+from modelgen.registry.policy import DOWNLOAD
 
 # The column of the service's CSV answer (and the field of its JSON one) that monitoring and the
 # drift job follow, per output type.
@@ -41,6 +42,7 @@ def build(manifest: Manifest, profile: Mapping[str, Any] | None, modelgen_versio
         "columns": [column(asdict(c)) for c in manifest.columns],
         "values": VALUES,
         "artifact": artifact_fields(manifest.artifact),
+        "download": DOWNLOAD,  # how the init containers retry and when they give up
         "requirements": list(manifest.requirements),
         "server": serving.server,
         "workers": serving.workers,

@@ -3,59 +3,133 @@
 ``python -m app.fetch_artifact`` with ARTIFACT_URI, ARTIFACT_SHA256 and MODEL_PATH; optional
 REGISTRY_USERNAME / REGISTRY_PASSWORD for basic auth (from a Secret, never from Git).
 Writes to a temporary file and renames it, so the service never sees a partial artifact.
+
+Retries and gives up as ``download`` in contract.json says (modelgen's one policy, which the R
+init container and modelgen's HTTP registry follow too): connection failures, a silent server,
+a body cut short and the ``retryStatuses`` are tried again after ``backoffSeconds``; everything
+ends by ``deadlineSeconds`` (ARTIFACT_DEADLINE_SECONDS overrides it), however slowly the server
+sends.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
+import json
 import os
 import shutil
+import signal
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-RETRIES = 4
+POLICY = json.loads((Path(__file__).resolve().parent / "contract.json").read_text(encoding="utf-8"))["download"]
+DEADLINE_VARIABLE = "ARTIFACT_DEADLINE_SECONDS"
+BLOCK = 1 << 16
+# Decoders of the encodings a server may send although only POLICY["encoding"] was asked for.
+WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-def fetch(uri: str, sha256: str, target: Path, username: str = "", password: str = "") -> None:
+class Retry(Exception):
+    """A failure the next attempt may not have."""
+
+
+class Deadline(BaseException):
+    """The overall deadline passed (raised by SIGALRM wherever the download is, even mid-read)."""
+
+
+def fetch(uri: str, sha256: str, target: Path, username: str = "", password: str = "", deadline: float = 0) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        shutil.copyfile(unquote(parsed.path), partial)
-    else:
-        _download(uri, partial, username, password)
-    digest = hashlib.sha256()
-    with partial.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != sha256.lower():
-        partial.unlink()
-        raise SystemExit(f"sha256 mismatch for {uri}: got {digest.hexdigest()}, expected {sha256}")
+    try:
+        if parsed.scheme == "file":
+            shutil.copyfile(unquote(parsed.path), partial)
+        else:
+            _download(uri, partial, username, password, deadline or float(POLICY["deadlineSeconds"]))
+        digest = hashlib.sha256()
+        with partial.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha256.lower():
+            raise SystemExit(f"sha256 mismatch for {uri}: got {digest.hexdigest()}, expected {sha256}")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, target)
 
 
-def _download(uri: str, partial: Path, username: str, password: str) -> None:
-    req = urllib.request.Request(uri)
+def _download(uri: str, partial: Path, username: str, password: str, deadline: float) -> None:
+    req = urllib.request.Request(uri, headers={"Accept-Encoding": POLICY["encoding"]})
     if username:
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
-    for attempt in range(1, RETRIES + 1):
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp, partial.open("wb") as out:
-                shutil.copyfileobj(resp, out, 1 << 20)
-            return
-        except urllib.error.HTTPError as err:
-            if err.code < 500 or attempt == RETRIES:
-                raise SystemExit(f"download of {uri} failed: HTTP {err.code} {err.reason}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            if attempt == RETRIES:
-                raise SystemExit(f"download of {uri} failed: {err}") from None
-        time.sleep(2**attempt)
+    attempts, last = int(POLICY["attempts"]), "none"
+    signal.signal(signal.SIGALRM, _deadline)
+    signal.setitimer(signal.ITIMER_REAL, deadline)
+    attempt = 0
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                _attempt(req, partial)
+                return
+            except Retry as err:
+                last = str(err)
+            if attempt < attempts:
+                waits = POLICY["backoffSeconds"]
+                time.sleep(waits[min(attempt, len(waits)) - 1])
+    except Deadline:
+        raise SystemExit(
+            f"download of {uri} did not finish within {deadline:g} s ({DEADLINE_VARIABLE}): attempt {attempt} "
+            f"of {attempts}; last failure: {last}"
+        ) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    raise SystemExit(f"download of {uri} failed after {attempts} attempts: {last}")
+
+
+def _deadline(signum, frame) -> None:
+    raise Deadline
+
+
+def _attempt(req: urllib.request.Request, partial: Path) -> None:
+    """One GET into ``partial``; Retry for what the policy retries, SystemExit for what it does not."""
+    try:
+        with urllib.request.urlopen(req, timeout=float(POLICY["idleSeconds"])) as resp, partial.open("wb") as out:
+            encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("identity", *WBITS):
+                raise SystemExit(f"download of {req.full_url} failed: unsupported Content-Encoding {encoding!r}")
+            decoder = zlib.decompressobj(WBITS[encoding]) if encoding in WBITS else None
+            length = resp.headers.get("Content-Length")
+            received = 0
+            # read1: whatever one read brings, so a trickle of bytes cannot wait out a whole block.
+            while block := resp.read1(BLOCK):
+                received += len(block)
+                out.write(decoder.decompress(block) if decoder else block)
+            if length is not None and not resp.chunked and received != int(length):
+                raise Retry(f"the body ended after {received} of its {length} bytes (Content-Length)")
+            if decoder:
+                out.write(decoder.flush())
+                if not decoder.eof:
+                    raise Retry(f"the {encoding} body ended before its end")
+    except urllib.error.HTTPError as err:
+        if err.code in POLICY["retryStatuses"]:
+            raise Retry(f"HTTP {err.code} {err.reason}") from None
+        raise SystemExit(f"download of {req.full_url} failed: HTTP {err.code} {err.reason}") from None
+    except http.client.IncompleteRead:
+        raise Retry("the chunked body ended before its last chunk") from None
+    except zlib.error as err:
+        raise Retry(f"the encoded body is corrupt: {err}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        reason = getattr(err, "reason", None) or err
+        if isinstance(reason, TimeoutError):
+            reason = f"no byte within {POLICY['idleSeconds']} s"
+        raise Retry(str(reason) or type(err).__name__) from None
 
 
 def main() -> None:
@@ -63,12 +137,20 @@ def main() -> None:
     missing = [k for k in ("ARTIFACT_URI", "ARTIFACT_SHA256", "MODEL_PATH") if not env.get(k)]
     if missing:
         sys.exit(f"missing environment variable(s): {', '.join(missing)}")
+    deadline = env.get(DEADLINE_VARIABLE, "")
+    try:
+        seconds = float(deadline) if deadline else float(POLICY["deadlineSeconds"])
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 1e6:
+        sys.exit(f"{DEADLINE_VARIABLE} must be a number of seconds above 0, not {deadline!r}")
     fetch(
         env["ARTIFACT_URI"],
         env["ARTIFACT_SHA256"],
         Path(env["MODEL_PATH"]),
         env.get("REGISTRY_USERNAME", ""),
         env.get("REGISTRY_PASSWORD", ""),
+        seconds,
     )
     print(f"fetched {env['ARTIFACT_URI']} -> {env['MODEL_PATH']} (sha256 ok)")
 
