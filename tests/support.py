@@ -102,6 +102,19 @@ def project_venv(project: Path, where: Path) -> Path:
     return python
 
 
+def fetch_artifact(project: Path, python: Path, target: Path) -> Path:
+    """Download a generated project's artifact the way its init container does (app.fetch_artifact)."""
+    contract = json.loads((project / "app/contract.json").read_text())
+    env = {
+        "ARTIFACT_URI": contract["artifact"]["uri"],
+        "ARTIFACT_SHA256": contract["artifact"]["sha256"],
+        "MODEL_PATH": str(target),
+        "PATH": "/usr/bin:/bin",
+    }
+    subprocess.run([python, "-m", "app.fetch_artifact"], cwd=project, env=env, check=True, timeout=60)
+    return target
+
+
 @dataclass
 class Response:
     status: int

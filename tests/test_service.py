@@ -18,24 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
-from support import Service, project_venv
+from support import Service, fetch_artifact, project_venv
 
 pytestmark = pytest.mark.slow  # every test serves from a project's own virtualenv
 
 # ---------------------------------------------------------------- fixtures
-
-
-def _fetch(project: Path, python: Path, target: Path) -> Path:
-    """Download the artifact the way the init container does (app.fetch_artifact)."""
-    contract = json.loads((project / "app/contract.json").read_text())
-    env = {
-        "ARTIFACT_URI": contract["artifact"]["uri"],
-        "ARTIFACT_SHA256": contract["artifact"]["sha256"],
-        "MODEL_PATH": str(target),
-        "PATH": "/usr/bin:/bin",
-    }
-    subprocess.run([python, "-m", "app.fetch_artifact"], cwd=project, env=env, check=True, timeout=60)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +32,7 @@ def anomaly_python(anomaly_project, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def penguins_model_path(penguins_project, penguins_python, tmp_path_factory) -> Path:
-    return _fetch(penguins_project, penguins_python, tmp_path_factory.mktemp("model") / "model.joblib")
+    return fetch_artifact(penguins_project, penguins_python, tmp_path_factory.mktemp("model") / "model.joblib")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def penguins(penguins_project, penguins_python, penguins_model_path):
 
 @pytest.fixture(scope="module")
 def anomaly(anomaly_project, anomaly_python, tmp_path_factory):
-    model_path = _fetch(anomaly_project, anomaly_python, tmp_path_factory.mktemp("model") / "model.joblib")
+    model_path = fetch_artifact(anomaly_project, anomaly_python, tmp_path_factory.mktemp("model") / "model.joblib")
     service = Service(anomaly_project, anomaly_python, model_path).start()
     yield service
     service.stop()

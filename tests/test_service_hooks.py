@@ -8,8 +8,10 @@ output types, boolean and integer columns, and the 422 a pipeline's own refusal 
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,7 @@ from sklearn.cluster import KMeans
 from sklearn.compose import make_column_transformer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from modelgen.render import contract as contract_module
 from modelgen.render.templates import templates_dir
@@ -156,3 +158,129 @@ def test_boolean_column_rejects_numbers_in_json(app_module):
     got = client.post("/invocations", json=[dict(ROWS[0], fragile=1)])
     assert got.status_code == 400
     assert got.get_json()["error"]["column"] == "fragile"
+
+
+def _explode(frame):
+    raise ArithmeticError("overflow inside the pipeline")
+
+
+def _requests_counted(client, status: int) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    line = f'modelgen_requests_total{{endpoint="/invocations",method="POST",status="{status}"}} '
+    return next((float(x[len(line) :]) for x in text.splitlines() if x.startswith(line)), 0.0)
+
+
+def test_a_500_is_counted_once_as_a_500(app_module):
+    # A fitted pipeline whose first step fails on every call with an error no input check foresees.
+    pipeline = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    pipeline.steps.insert(0, ("explode", FunctionTransformer(_explode).fit(FRAME)))
+    client = _client(app_module, pipeline, {"type": "value", "classes": []})
+    before = {status: _requests_counted(client, status) for status in (200, 500)}
+    got = client.post("/invocations", json=ROWS)
+    assert got.status_code == 500 and got.get_json()["error"]["message"] == "internal error: ArithmeticError"
+    assert _requests_counted(client, 500) - before[500] == 1
+    assert _requests_counted(client, 200) - before[200] == 0
+
+
+def test_a_key_given_twice_is_refused_by_name(app_module):
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    twice = '[{"colour": "red", "size": 2, "weight": 1.5, "fragile": true, "size": 3}]'
+    got = client.post("/invocations", data=twice, content_type="application/json")
+    assert got.status_code == 400
+    assert got.get_json()["error"]["column"] == "size"
+    assert "'size' appears more than once" in got.get_json()["error"]["message"]
+    split = '{"dataframe_split": {"columns": ["colour"], "columns": ["size"], "data": [[1]]}}'
+    got = client.post("/invocations", data=split, content_type="application/json")
+    assert got.status_code == 400 and "'columns' appears more than once" in got.get_json()["error"]["message"]
+
+
+def test_split_columns_null_is_refused(app_module):
+    # One behaviour for both runtimes: null is not a list of names (leaving "columns" out means the declared order).
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    data = [[r[c["name"]] for c in COLUMNS] for r in ROWS]
+    got = client.post("/invocations", json={"dataframe_split": {"columns": None, "data": data}})
+    assert got.status_code == 400 and "columns must be a list" in got.get_json()["error"]["message"]
+    assert client.post("/invocations", json={"dataframe_split": {"data": data}}).status_code == 200
+
+
+def test_csv_numbers_are_plain_ascii_decimals(app_module):
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    header = "colour,size,weight,fragile\n"
+    for row, column in (
+        ("red,1_000,1.5,true", "size"),
+        ("red,2,1_0.5,true", "weight"),
+        ("red,\u0662,1.5,true", "size"),
+    ):
+        got = client.post("/invocations", data=header + row + "\n", content_type="text/csv")
+        assert got.status_code == 400, row
+        assert (got.get_json()["error"]["column"], got.get_json()["error"]["row"]) == (column, 0), row
+    assert (
+        client.post("/invocations", data=header + "red,1000,1.5e1,true\n", content_type="text/csv").status_code == 200
+    )
+
+
+def test_405_names_the_allowed_methods(app_module):
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    for method, path, allowed in (
+        ("GET", "/invocations", "POST"),
+        ("POST", "/ping", "GET, HEAD"),
+        ("OPTIONS", "/ping", "GET, HEAD"),
+    ):
+        got = client.open(path, method=method)
+        assert got.status_code == 405, (method, path)
+        assert got.headers["Allow"] == allowed, (method, path)
+        assert got.get_json()["error"]["message"]
+    assert client.head("/ping").status_code == 200
+
+
+def test_the_openapi_document_and_the_service_agree_on_empty_and_valid_bodies(app_module):
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    document = client.get("/openapi.json").get_json()
+    body = document["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    validator = jsonschema.Draft7Validator({**body, "components": document["components"]})
+    names = [c["name"] for c in COLUMNS]
+    data = [[r[n] for n in names] for r in ROWS]
+    refused = [
+        [],
+        {"dataframe_records": []},
+        {"instances": []},
+        {"inputs": []},
+        {"dataframe_split": {"columns": names, "data": []}},
+        {"dataframe_split": {"columns": names, "data": [[1]]}},
+        {"dataframe_split": {"columns": None, "data": data}},
+        {"dataframe_records": ROWS, "params": {}},
+    ]
+    for doc in refused:
+        assert not validator.is_valid(doc), doc
+        assert client.post("/invocations", json=doc).status_code == 400, doc
+    accepted = [
+        ROWS,
+        ROWS[0],
+        {"dataframe_split": {"columns": names, "data": data}},
+        {"instances": data},
+        {"inputs": ROWS},
+    ]
+    for doc in accepted:
+        assert validator.is_valid(doc), (doc, [e.message for e in validator.iter_errors(doc)])
+        assert client.post("/invocations", json=doc).status_code == 200, doc
+
+
+def test_a_body_shorter_than_its_framing_is_400_never_scored(app_module):
+    # What the server hands the application when a client stopped early: fewer bytes than
+    # Content-Length. (nginx and waitress close such a connection before the app sees it.)
+    model = make_pipeline(_encoder(), LinearRegression()).fit(FRAME, np.arange(6.0))
+    client = _client(app_module, model, {"type": "value", "classes": []})
+    body = json.dumps(ROWS).encode()
+    got = client.post(
+        "/invocations",
+        data=body[:-10],
+        content_type="application/json",
+        environ_overrides={"CONTENT_LENGTH": str(len(body))},
+    )
+    assert got.status_code == 400
+    assert f"ended after {len(body) - 10} of its {len(body)} bytes" in got.get_json()["error"]["message"]

@@ -259,23 +259,40 @@ def openapi_document(contract: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _payload_shapes(columns: list[str], record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The JSON bodies /invocations accepts (MLflow's scoring-server payloads, a list, one record)."""
+    """The JSON bodies /invocations accepts (MLflow's scoring-server payloads, a list, one record).
+
+    As the services check them: at least one row, every column once, nothing next to the rows.
+    """
+    width = len(columns)
+    row = {"type": "array", "minItems": width, "maxItems": width}
+    rows = {"type": "array", "minItems": 1, "items": record}
     split = {
         "type": "object",
+        "required": ["data"],
+        "additionalProperties": False,
         "properties": {
-            "columns": {"type": "array", "items": {"enum": columns}},
-            "data": {"type": "array", "items": {"type": "array"}},
+            "columns": {
+                "type": "array",
+                "items": {"enum": columns},
+                "minItems": width,
+                "maxItems": width,
+                "uniqueItems": True,
+            },
+            "data": {"type": "array", "minItems": 1, "items": row},
+            "index": {"type": "array"},
         },
     }
+    lists_or_rows = {"type": "array", "minItems": 1, "items": {"oneOf": [record, row]}}
+
+    def wrapper(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": [key], "additionalProperties": False, "properties": {key: schema}}
+
     return [
-        {"type": "object", "required": ["dataframe_split"], "properties": {"dataframe_split": split}},
-        {
-            "type": "object",
-            "required": ["dataframe_records"],
-            "properties": {"dataframe_records": {"type": "array", "items": record}},
-        },
-        {"type": "object", "required": ["instances"], "properties": {"instances": {"type": "array", "items": record}}},
-        {"type": "array", "items": record},
+        wrapper("dataframe_split", split),
+        wrapper("dataframe_records", rows),
+        wrapper("instances", lists_or_rows),
+        wrapper("inputs", lists_or_rows),
+        rows,
         record,
     ]
 

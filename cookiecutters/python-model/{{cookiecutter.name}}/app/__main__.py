@@ -81,9 +81,13 @@ def main() -> int:
     gc.collect()
     gc.freeze()
 
-    from app.servers import serve
+    from app.servers import ServerError, serve
 
-    serve(application, settings)
+    try:
+        serve(application, settings)
+    except ServerError as err:
+        print(f"{settings.contract['name']}: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

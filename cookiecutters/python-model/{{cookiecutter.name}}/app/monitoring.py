@@ -164,7 +164,7 @@ class InputLog:
         try:
             with self._lock:
                 self._write(frame, predictions)
-        except OSError as err:  # a full or missing volume must never fail a prediction
+        except (OSError, ValueError) as err:  # a full volume, a value JSON cannot write: never fail a prediction
             log.warning("input log: %s", err)
 
     def _write(self, frame: pd.DataFrame, predictions: list[Any]) -> None:

@@ -14,12 +14,17 @@ import csv
 import io
 import json
 import math
+import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 WRAPPERS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+# What an int64 column can hold, and the largest finite float: a value beyond is the client's
+# error (400), not an OverflowError (500) inside numpy.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT_MAX = sys.float_info.max
 
 
 class BadRequest(Exception):
@@ -67,11 +72,13 @@ class Column:
             if t is float:
                 if not math.isfinite(v):
                     raise self.bad(i, f"{v} is not a finite number")
-            elif t is not int:
-                if v is None:
-                    self.null(i)
-                else:
-                    raise self.bad(i, f"{_show(v)} is not a number")
+            elif t is int:
+                if not -FLOAT_MAX <= v <= FLOAT_MAX:
+                    raise self.bad(i, f"{_show(v)} is too large for a number (a 64-bit float)")
+            elif v is None:
+                self.null(i)
+            else:
+                raise self.bad(i, f"{_show(v)} is not a number")
         return np.array(values, dtype=np.float64)  # None becomes NaN, which the pipeline imputes
 
     def _json_integer(self, values: list[Any]) -> np.ndarray:
@@ -79,8 +86,12 @@ class Column:
         for i, v in enumerate(values):
             t = type(v)
             if t is int:
+                if not INT64_MIN <= v <= INT64_MAX:
+                    raise self.bad(i, f"{_show(v)} is out of range for an integer (64 bits)")
                 continue
             if t is float and self.integral_floats and v.is_integer():
+                if not INT64_MIN <= v <= INT64_MAX:
+                    raise self.bad(i, f"{_show(v)} is out of range for an integer (64 bits)")
                 values[i] = int(v)
             elif v is None:
                 self.null(i)
@@ -95,6 +106,8 @@ class Column:
         out = np.empty(len(values), dtype=object)
         for i, v in enumerate(values):
             if type(v) is str:
+                if not v.isascii() and _lone_surrogate(v):
+                    raise self.bad(i, f"{_show(v)} is not valid Unicode (a lone surrogate)")
                 if strict and v not in known:
                     raise self.bad(i, f"{v!r} is not a known category (allowed: {', '.join(sorted(known))})")
                 out[i] = v
@@ -143,13 +156,20 @@ class Column:
         except KeyError:
             raise ValueError(cell) from None
 
+    # float() and int() also take "1_000", surrounding Unicode digits ("١٢") and the like, which
+    # no other CSV reader (R's among them) does: a cell is an ASCII number or it is refused.
+
     def _csv_number(self, cell: str) -> float:
+        if "_" in cell or not cell.isascii():
+            raise ValueError(cell)
         value = float(cell)
         if not math.isfinite(value):
             raise ValueError(cell)
         return value
 
     def _csv_integer(self, cell: str) -> int | float:
+        if "_" in cell or not cell.isascii():
+            raise ValueError(cell)
         try:
             return int(cell)
         except ValueError:
@@ -160,8 +180,31 @@ class Column:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value)
+    if type(value) is int and not -(10**40) < value < 10**40:
+        return f"a {len(str(abs(value)))}-digit integer"
+    try:
+        text = json.dumps(value)
+    except (RecursionError, ValueError):
+        return "a deeply nested value"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: a key given twice is refused (a dict would keep the last silently)."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise BadRequest(f"key {key!r} appears more than once in an object", column=key)
+    return record
 
 
 class InputSchema:
@@ -178,9 +221,11 @@ class InputSchema:
         if not body.strip():
             raise BadRequest("empty body: send rows as JSON (see /openapi.json)")
         try:
-            doc = json.loads(body)
+            doc = json.loads(body, object_pairs_hook=_no_duplicate_keys)
         except (ValueError, UnicodeDecodeError) as err:
             raise BadRequest(f"body is not valid JSON: {err}") from None
+        except RecursionError:
+            raise BadRequest("body is not valid JSON: nested too deeply") from None
         if isinstance(doc, list):
             return self._records(doc, "body")
         if not isinstance(doc, dict):
