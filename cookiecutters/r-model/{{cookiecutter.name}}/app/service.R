@@ -207,16 +207,23 @@ build_router <- function(model, contract, app_dir, sha256, max_request_bytes, me
   plumber::register_parser("modelgen_raw", function(...) function(value, ...) NULL, regex = ".*")
   pr <- plumber::pr()
   pr <- plumber::pr_post(pr, "/invocations", invocations, parsers = "modelgen_raw")
+  # HEAD answers as GET without the body (httpuv leaves it out), as the Python service does.
   for (route in list(c("/ping", "ping"), c("/metadata", "metadata"), c("/schema", "schema"), c("/openapi.json", "openapi"))) {
     pr <- plumber::pr_get(pr, route[1], static_route(route[1], route[2]))
+    pr <- plumber::pr_head(pr, route[1], static_route(route[1], route[2]))
   }
-  pr <- plumber::pr_get(pr, "/metrics", function(req, res) {
-    reply(res, 200L, metrics$exposition(info), "text/plain; version=0.0.4; charset=utf-8")
-  })
-  known <- c("/invocations", "/ping", "/metadata", "/schema", "/openapi.json", "/metrics")
+  exposition <- function(req, res) reply(res, 200L, metrics$exposition(info), "text/plain; version=0.0.4; charset=utf-8")
+  pr <- plumber::pr_get(pr, "/metrics", exposition)
+  pr <- plumber::pr_head(pr, "/metrics", exposition)
+  # The methods of each path, for the Allow header of a 405 and of an OPTIONS answer.
+  allowed <- list("/invocations" = "POST, OPTIONS")
+  for (path in c("/ping", "/metadata", "/schema", "/openapi.json", "/metrics")) allowed[[path]] <- "GET, HEAD, OPTIONS"
   pr <- plumber::pr_set_404(pr, function(req, res) {
     # plumber's own 405 answers in another shape (plumber.methodNotAllowed is off in worker.R).
-    if (req$PATH_INFO %in% known) {
+    methods <- allowed[[req$PATH_INFO]]
+    if (!is.null(methods)) {
+      res$setHeader("Allow", methods)
+      if (req$REQUEST_METHOD == "OPTIONS") return(reply(res, 200L, ""))
       metrics$request(req$PATH_INFO, req$REQUEST_METHOD, 405L)
       return(reply(res, 405L, encode(error_body("The method is not allowed for the requested URL."))))
     }
