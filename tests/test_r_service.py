@@ -258,16 +258,24 @@ def _raw_exchange(port: int, request: bytes) -> bytes:
     return answer
 
 
-def test_head_answers_like_get_without_a_body(r_penguins):
-    """HEAD /ping was a 405 from R (a readiness probe or a load balancer may send HEAD); Flask answers it."""
-    for path in ("/ping", "/metadata", "/schema", "/openapi.json", "/metrics"):
-        get = r_penguins.request("GET", path)
-        answer = _raw_exchange(r_penguins.port, f"HEAD {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+def assert_head_answers_like_get(service: Service) -> None:
+    for path, status in (("/ping", 200), ("/metadata", 200), ("/schema", 200), ("/openapi.json", 200),
+                         ("/invocations", 405), ("/nope", 404)):  # fmt: skip
+        get = service.request("GET", path)
+        answer = _raw_exchange(service.port, f"HEAD {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
         head, _, body = answer.partition(b"\r\n\r\n")
-        assert head.split(b"\r\n")[0].split(b" ")[1] == b"200", (path, head)
+        assert head.split(b"\r\n")[0].split(b" ")[1] == str(status).encode(), (path, head)
         assert body == b"", (path, body[:100])
-        headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
-        assert headers[b"Content-Type"].decode() == get.headers["Content-Type"], path
+        headers = {k.lower(): v for k, v in (line.decode().split(": ", 1) for line in head.split(b"\r\n")[1:])}
+        assert (headers["content-type"], int(headers["content-length"])) == (get.headers["Content-Type"], len(get.body))
+    answer = _raw_exchange(service.port, b"HEAD /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\n")
+
+
+def test_head_answers_like_get_without_a_body(r_penguins):
+    """HEAD /ping was a 405 from R (a readiness probe or a load balancer may send HEAD); Flask answers it
+    with the GET's headers and no body."""
+    assert_head_answers_like_get(r_penguins)
 
 
 def test_a_405_names_the_allowed_methods_and_options_answers_them(r_penguins):
@@ -384,6 +392,8 @@ def test_one_worker_serves_without_nginx(r_project, r_model_path):
         assert service.post_json(sample).status == 200
         big = service.post_json([dict(sample[0], island="x" * 11_000_000)])
         assert big.status == 413 and big.json()["error"]["message"].startswith("request body over the limit")
+        # Without nginx in front, httpuv itself must leave the body out of a HEAD answer.
+        assert_head_answers_like_get(service)
     finally:
         service.stop()
 
