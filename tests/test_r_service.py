@@ -7,17 +7,20 @@ the Python suite's table of bad requests gets the same status codes and error sh
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import importlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from support import Service, free_port, wait_until
-from test_service import _bad_requests, _csv
+from test_service import _bad_requests, _csv, _python_follows_requests
 
 from modelgen.api import generate
 from modelgen.render import contract as contract_module
@@ -186,6 +189,157 @@ def test_the_python_table_of_bad_requests_gets_the_same_answers(r_penguins, r_pr
         assert got.status == status and set(got.json()["error"]) == {"message", "column", "row"}
 
 
+HOSTILE_CASES = [
+    "number too large for a float",
+    "JSON in latin-1",
+    "gzip-compressed JSON",
+    "NUL byte in JSON",
+    "CSV in UTF-16",
+    "gzip-compressed CSV",
+    "NUL byte in a CSV number",
+    "split with columns null",
+    "value nested 500 deep",
+    "duplicate key",
+    "integer out of range",
+    "CSV integer out of range",
+    "value nested 30,000 deep",
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE_CASES)
+def test_a_hostile_body_gets_the_python_answer(r_penguins, r_project, case):
+    """Each was a 500, a 200 (Inf scored; a year of 1e30 scored as NA; columns null) or the wrong 400
+    (a duplicate key: "missing column 'NA'") from R; the Python service's answer is the reference."""
+    sample = json.loads((r_project / "tests/sample.json").read_text())
+    names = [c["name"] for c in json.loads((r_project / "app/contract.json").read_text())["columns"]]
+    table = {c[0]: c for c in _bad_requests(sample, names) + _python_follows_requests(sample, names)}
+    _, ctype, body, status, column, row, words = table[case]
+    data = body if isinstance(body, bytes) else body.encode()
+    got = r_penguins.request("POST", "/invocations", data, {"Content-Type": ctype})
+    assert got.status == status, got.body[:300]
+    error = got.json()["error"]
+    assert (error["column"], error["row"]) == (column, row) and words in error["message"], error
+
+
+def test_json_in_utf_16_or_utf_32_is_scored_like_utf_8(r_penguins, r_project):
+    """Python's json.loads reads JSON in any of the encodings RFC 4627 allows (found from the first
+    bytes); R answered 500 for them."""
+    sample = json.loads((r_project / "tests/sample.json").read_text())
+    text = json.dumps(sample)
+    expected = r_penguins.post_json(sample)
+    assert expected.status == 200
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-8-sig"):
+        got = r_penguins.request("POST", "/invocations", text.encode(encoding), {"Content-Type": "application/json"})
+        assert (got.status, got.json()) == (200, expected.json()), encoding
+    gzipped = gzip.compress(text.encode(), mtime=0)
+    got = r_penguins.request(
+        "POST", "/invocations", gzipped, {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+    assert got.status == 400 and "not valid JSON" in got.json()["error"]["message"]  # as Python: never decoded
+
+
+def test_a_nul_byte_in_a_csv_text_cell_is_scored_as_an_unknown_category(r_penguins, r_project):
+    """Python's csv reader keeps a NUL in its cell; R strings cannot hold one (a 500 before)."""
+    sample = json.loads((r_project / "tests/sample.json").read_text())
+    names = [c["name"] for c in json.loads((r_project / "app/contract.json").read_text())["columns"]]
+    row = sample[1]
+    with_nul = r_penguins.post_csv(_csv(names, [dict(row, island="Dr\0eam")]))
+    unknown = r_penguins.post_csv(_csv(names, [dict(row, island="Dr-eam")]))
+    assert with_nul.status == 200 and with_nul.json() == unknown.json()
+
+
+def _raw_exchange(port: int, request: bytes) -> bytes:
+    """Everything the server sends for one HTTP/1.0 request, until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def assert_head_answers_like_get(service: Service) -> None:
+    for path, status in (("/ping", 200), ("/metadata", 200), ("/schema", 200), ("/openapi.json", 200),
+                         ("/invocations", 405), ("/nope", 404)):  # fmt: skip
+        get = service.request("GET", path)
+        answer = _raw_exchange(service.port, f"HEAD {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n")[0].split(b" ")[1] == str(status).encode(), (path, head)
+        assert body == b"", (path, body[:100])
+        headers = {k.lower(): v for k, v in (line.decode().split(": ", 1) for line in head.split(b"\r\n")[1:])}
+        assert (headers["content-type"], int(headers["content-length"])) == (get.headers["Content-Type"], len(get.body))
+    answer = _raw_exchange(service.port, b"HEAD /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\n")
+
+
+def test_head_answers_like_get_without_a_body(r_penguins):
+    """HEAD /ping was a 405 from R (a readiness probe or a load balancer may send HEAD); Flask answers it
+    with the GET's headers and no body."""
+    assert_head_answers_like_get(r_penguins)
+
+
+def test_a_405_names_the_allowed_methods_and_options_answers_them(r_penguins):
+    """RFC 9110: a 405 carries Allow; R sent none. OPTIONS answers with Allow as Flask does."""
+    allowed = {"/invocations": {"POST", "OPTIONS"}}
+    for path in ("/ping", "/metadata", "/schema", "/openapi.json", "/metrics"):
+        allowed[path] = {"GET", "HEAD", "OPTIONS"}
+    for path, methods in allowed.items():
+        for method in {"GET", "POST", "PUT", "DELETE", "PATCH"} - methods:
+            got = r_penguins.request(method, path, b"" if method in ("POST", "PUT", "PATCH") else None)
+            assert got.status == 405 and set(got.json()["error"]) == {"message", "column", "row"}, (method, path)
+            assert {m.strip() for m in got.headers["Allow"].split(",")} == methods, (method, path)
+        got = r_penguins.request("OPTIONS", path)
+        assert got.status == 200 and {m.strip() for m in got.headers["Allow"].split(",")} == methods, path
+
+
+def test_an_abandoned_long_request_does_not_hold_the_next_one(r_project, r_model_path):
+    """A client that sends a large body and goes away must not leave the next requests queued behind
+    its worker: nginx used to close the upstream connection on the client's abort, so least_conn saw
+    the still-scoring worker as free and sent it the next request (one waited 3.3 s)."""
+    contract = json.loads((r_project / "app/contract.json").read_text())
+    names = [c["name"] for c in contract["columns"]]
+    sample = json.loads((r_project / "tests/sample.json").read_text())
+    limit = contract["maxRequestBytes"]
+    lines = _csv(names, sample).splitlines()
+    rows = lines[1:] * ((limit - 1000) // len("\n".join(lines[1:]) + "\n"))
+    body = ("\n".join([lines[0], *rows]) + "\n").encode()  # just under the limit: seconds of scoring
+    assert len(body) <= limit
+    service = r_service(r_project, r_model_path, MODELGEN_WORKERS="2").start(timeout=120)
+    try:
+
+        def scored_rows() -> float:
+            text = service.request("GET", "/metrics").body.decode()
+            (line,) = [line for line in text.splitlines() if line.startswith("modelgen_predicted_rows_total ")]
+            return float(line.rsplit(" ", 1)[1])
+
+        assert service.post_json(sample[:1]).status == 200
+        before = wait_until(scored_rows, lambda n: n == 1, message="/metrics did not count the first row")
+        head = f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: {len(body)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", service.port), timeout=30) as slow:
+            slow.sendall(head.encode() + body)
+            slow.settimeout(1)
+            with pytest.raises(TimeoutError):  # still scoring after a second: the client gives up
+                slow.recv(1)
+        # Each short request must be answered within 5 s (one row takes milliseconds), whichever worker
+        # nginx picks: alternating between the two, some went to the one still scoring the abandoned body.
+        for i in range(6):
+            connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+            try:
+                connection.request("POST", "/invocations", json.dumps(sample[:1]), {"Content-Type": "application/json"})
+                answer = connection.getresponse()
+                assert answer.status == 200 and answer.read()
+            except TimeoutError:
+                pytest.fail(f"short request {i} waited over 5 s behind the abandoned request")
+            finally:
+                connection.close()
+        # The abandoned body was being scored all that time: its rows are counted only after the short ones.
+        assert scored_rows() == before + 6
+        wait_until(scored_rows, lambda n: n == before + 6 + len(rows), timeout=300,
+                   message="the abandoned request was not scored")  # fmt: skip
+    finally:
+        service.stop()
+
+
 def test_other_endpoints_and_metrics_across_workers(r_penguins, r_project):
     contract = json.loads((r_project / "app/contract.json").read_text())
     metadata = r_penguins.request("GET", "/metadata").json()
@@ -238,6 +392,8 @@ def test_one_worker_serves_without_nginx(r_project, r_model_path):
         assert service.post_json(sample).status == 200
         big = service.post_json([dict(sample[0], island="x" * 11_000_000)])
         assert big.status == 413 and big.json()["error"]["message"].startswith("request body over the limit")
+        # Without nginx in front, httpuv itself must leave the body out of a HEAD answer.
+        assert_head_answers_like_get(service)
     finally:
         service.stop()
 

@@ -18,9 +18,35 @@ error_body <- function(message, column = NULL, row = NULL) {
 }
 
 show_value <- function(value) {
-  text <- if (is.null(value)) "null" else as.character(jsonlite::toJSON(value, auto_unbox = TRUE, null = "null"))
+  text <- shown_json(value, 41L)
   if (nchar(text) <= 40) text else paste0(substr(text, 1, 37), "...")
 }
+
+# The first `room` characters of a value as JSON: a value nested thousands deep is shown without
+# walking all of it (jsonlite's toJSON would recurse to the bottom and overflow the C stack).
+shown_json <- function(value, room) {
+  if (room <= 0L) return("")
+  if (!is.list(value)) {
+    if (is.null(value)) return("null")
+    text <- as.character(jsonlite::toJSON(value, auto_unbox = TRUE, null = "null", digits = NA))
+    return(substr(text, 1L, room))
+  }
+  keys <- names(value)
+  text <- if (is.null(keys)) "[" else "{"
+  for (i in seq_along(value)) {
+    if (nchar(text) >= room) break
+    if (i > 1L) text <- paste0(text, ",")
+    if (!is.null(keys)) text <- paste0(text, jsonlite::toJSON(keys[i], auto_unbox = TRUE), ":")
+    text <- paste0(text, shown_json(value[[i]], room - nchar(text)))
+  }
+  substr(paste0(text, if (is.null(keys)) "]" else "}"), 1L, room)
+}
+
+# Python shows a non-finite float as inf, -inf or nan.
+show_non_finite <- function(v) if (is.nan(v)) "nan" else if (v > 0) "inf" else "-inf"
+
+# The integers R holds exactly as its integer type (what a model trained on an integer column gets).
+INTEGER_MAX <- .Machine$integer.max
 
 quote_name <- function(x) paste0("'", x, "'")
 
@@ -39,7 +65,9 @@ column_values <- function(column, values, forms) {
     present <- values[!nulls]
     fast <- switch(column$type,
       number = all(vapply(present, function(v) is.numeric(v) && length(v) == 1L && is.finite(v), TRUE)),
-      integer = all(vapply(present, function(v) is.numeric(v) && length(v) == 1L && is.finite(v) && integral(v, forms), TRUE)),
+      integer = all(vapply(present, function(v) {
+        is.numeric(v) && length(v) == 1L && is.finite(v) && integral(v, forms) && abs(v) <= INTEGER_MAX
+      }, TRUE)),
       string = all(vapply(present, function(v) is.character(v) && length(v) == 1L, TRUE)) &&
         !any(unlist(present) %in% NON_FINITE) &&
         !(isTRUE(column$strict) && length(column$categories) && !all(unlist(present) %in% unlist(column$categories))),
@@ -73,7 +101,9 @@ column_checked <- function(column, values, forms) {
       } else if (is.character(v) && length(v) == 1 && v %in% NON_FINITE) {
         bad(i, sprintf("%s is not a finite number", sub("^__modelgen_(.*)__$", "\\1", v)))
       } else if (is.numeric(v) && length(v) == 1) {
+        if (!is.finite(v)) bad(i, sprintf("%s is not a finite number", show_non_finite(v)))
         if (type == "integer" && !integral(v, forms)) bad(i, sprintf("%s is not an integer", show_value(v)))
+        if (type == "integer" && abs(v) > INTEGER_MAX) bad(i, out_of_range(show_value(v)))
         out[i] <- v
       } else {
         bad(i, sprintf("%s is not a%s %s", show_value(v), if (type == "integer") "n" else "", type))
@@ -149,6 +179,12 @@ csv_column <- function(column, cells, forms) {
     if (column$type == "integer") {
       # Without integralFloats only digits are integers ("2007", not "2007.0").
       ok <- ok & values == round(values) & (isTRUE(forms$integralFloats) | grepl("^\\s*[+-]?[0-9]+\\s*$", cells))
+      large <- which(!empty & ok & abs(values) > INTEGER_MAX)
+      if (length(large)) {
+        i <- large[1]
+        stop(bad_request(sprintf("column %s, row %d: %s", quote_name(name), i - 1L, out_of_range(quote_name(cells[i]))),
+                         column = name, row = i - 1L))
+      }
     }
     wrong <- which(!empty & !ok)
   }
@@ -161,6 +197,8 @@ csv_column <- function(column, cells, forms) {
   values[empty] <- NA
   values
 }
+
+out_of_range <- function(shown) sprintf("%s is out of range for an integer (at most %d in magnitude)", shown, INTEGER_MAX)
 
 NON_FINITE <- c("__modelgen_Infinity__", "__modelgen_-Infinity__", "__modelgen_NaN__")
 
@@ -175,12 +213,77 @@ parse_json <- function(text) {
         parsed <- tryCatch(jsonlite::parse_json(marked, simplifyVector = FALSE), error = function(e) NULL)
         if (!is.null(parsed)) return(parsed)
       }
-      stop(bad_request(paste("body is not valid JSON:", conditionMessage(err))))
+      # jsonlite runs out of R's protection stack about 50,000 levels deep (a clean error, not a crash).
+      why <- if (inherits(err, "stackOverflowError")) "nested too deeply" else conditionMessage(err)
+      stop(bad_request(paste("body is not valid JSON:", why)))
     }
   )
 }
 
 is_record <- function(x) is.list(x) && !is.null(names(x)) && all(names(x) != "")
+
+# A JSON object given a key twice is refused, as the Python service refuses it (jsonlite keeps both).
+check_keys <- function(x) {
+  dup <- anyDuplicated(names(x))
+  if (dup) stop(bad_request(sprintf("body is not valid JSON: duplicate key %s in an object", quote_name(names(x)[dup]))))
+}
+
+# The encoding of a JSON body, found from its first bytes as Python's json.loads finds it (RFC 4627):
+# UTF-8 (with or without a BOM), UTF-16 or UTF-32.
+json_encoding <- function(raw) {
+  starts <- function(...) {
+    bom <- as.raw(c(...))
+    length(raw) >= length(bom) && identical(raw[seq_along(bom)], bom)
+  }
+  if (starts(0x00, 0x00, 0xfe, 0xff) || starts(0xff, 0xfe, 0x00, 0x00)) return("UTF-32")
+  if (starts(0xfe, 0xff) || starts(0xff, 0xfe)) return("UTF-16")
+  if (length(raw) >= 4) {
+    zero <- raw[1:4] == as.raw(0)
+    if (zero[1]) return(if (zero[2]) "UTF-32BE" else "UTF-16BE")
+    if (zero[2]) return(if (zero[3] && zero[4]) "UTF-32LE" else "UTF-16LE")
+  } else if (length(raw) == 2) {
+    zero <- raw == as.raw(0)
+    if (zero[1]) return("UTF-16BE")
+    if (zero[2]) return("UTF-16LE")
+  }
+  "UTF-8"
+}
+
+# A JSON body as one UTF-8 string, or a 400: R strings hold no NUL byte, so one (a gzip body,
+# UTF-16 read as UTF-8, a raw control character) is refused here instead of failing in rawToChar.
+json_text <- function(raw) {
+  encoding <- json_encoding(raw)
+  if (encoding != "UTF-8") {
+    converted <- iconv(list(raw), from = encoding, to = "UTF-8", toRaw = TRUE)[[1]]
+    if (is.null(converted)) stop(bad_request(sprintf("body is not valid JSON: not valid %s", encoding)))
+    raw <- converted
+  } else if (length(raw) >= 3 && identical(raw[1:3], as.raw(c(0xef, 0xbb, 0xbf)))) {
+    raw <- raw[-(1:3)]
+  }
+  text <- tryCatch(rawToChar(raw), error = function(err) {
+    at <- which(raw == as.raw(0))[1] - 1L
+    stop(bad_request(sprintf("body is not valid JSON: a NUL byte at byte %d (is the body compressed?)", at)))
+  })
+  if (!validUTF8(text)) stop(bad_request("body is not valid JSON: not UTF-8 (invalid byte sequence)"))
+  Encoding(text) <- "UTF-8"
+  text
+}
+
+# A CSV body as one string. A NUL byte is a character of its cell for the Python service; R strings
+# cannot hold it, so it becomes U+FFFD (the replacement character): such a cell is then an unknown
+# category or not a number in both runtimes.
+csv_text <- function(raw) {
+  text <- tryCatch(rawToChar(raw), error = function(err) NULL)
+  if (is.null(text)) {
+    nul <- raw == as.raw(0)
+    width <- ifelse(nul, 3L, 1L)
+    out <- raw[rep(seq_along(raw), width)]
+    at <- (cumsum(width) - width)[nul]
+    out[c(at + 1L, at + 2L, at + 3L)] <- rep(as.raw(c(0xef, 0xbf, 0xbd)), each = length(at))
+    text <- rawToChar(out)
+  }
+  text
+}
 
 input_schema <- function(columns, forms) {
   names <- vapply(columns, function(c) c$name, "")
@@ -239,6 +342,7 @@ input_schema <- function(columns, forms) {
     for (i in seq_along(recs)) {
       rec <- recs[[i]]
       if (!is_record(rec)) stop(bad_request(sprintf("row %d: expected an object of column: value", i - 1L), row = i - 1L))
+      check_keys(rec)
       if (length(rec) != length(names) || !all(names(rec) %in% names)) explain_columns(names(rec), i - 1L)
     }
     values <- lapply(names, function(n) lapply(recs, function(r) r[[n]]))
@@ -251,6 +355,10 @@ input_schema <- function(columns, forms) {
     }
     extra <- sort(setdiff(names(doc), c("columns", "data", "index")))
     if (length(extra)) stop(bad_request(paste("unexpected field(s) in dataframe_split:", paste(extra, collapse = ", "))))
+    check_keys(doc)
+    if ("columns" %in% names(doc) && is.null(doc$columns)) {
+      stop(bad_request("dataframe_split.columns must be a list of column names"))
+    }
     header <- if (is.null(doc$columns)) names else doc$columns
     if (!is.list(header) && !is.character(header)) stop(bad_request("dataframe_split.columns must be a list of column names"))
     if (is.list(header) && !all(vapply(header, function(h) is.character(h) && length(h) == 1, TRUE))) {
@@ -264,10 +372,10 @@ input_schema <- function(columns, forms) {
   list(
     names = names,
     from_json = function(raw) {
-      text <- rawToChar(raw)
+      text <- json_text(raw)
       if (!nzchar(trimws(text))) stop(bad_request("empty body: send rows as JSON (see /openapi.json)"))
-      Encoding(text) <- "UTF-8"
       doc <- parse_json(text)
+      if (is.list(doc)) check_keys(doc)
       if (is.list(doc) && is.null(names(doc))) return(records(doc, "body"))
       if (!is_record(doc)) {
         if (is.list(doc) && length(doc) == 0) return(records(doc, "body"))  # {} is a record with no columns
@@ -284,7 +392,7 @@ input_schema <- function(columns, forms) {
     },
     from_csv = function(raw) {
       if (length(raw) >= 3 && identical(raw[1:3], as.raw(c(0xef, 0xbb, 0xbf)))) raw <- raw[-(1:3)]  # a BOM
-      text <- rawToChar(raw)
+      text <- csv_text(raw)
       if (!validUTF8(text)) stop(bad_request("CSV body is not UTF-8: invalid byte sequence"))
       if (!nzchar(trimws(text))) stop(bad_request("empty body: send a header row and at least one data row"))
       Encoding(text) <- "UTF-8"

@@ -207,21 +207,43 @@ build_router <- function(model, contract, app_dir, sha256, max_request_bytes, me
   plumber::register_parser("modelgen_raw", function(...) function(value, ...) NULL, regex = ".*")
   pr <- plumber::pr()
   pr <- plumber::pr_post(pr, "/invocations", invocations, parsers = "modelgen_raw")
+  # HEAD answers as GET with the GET's Content-Length and no body, as the Python service does
+  # (httpuv would send the body, which a client keeping the connection reads as the next answer).
+  without_body <- function(res) {
+    size <- if (is.raw(res$body)) length(res$body) else sum(nchar(res$body, type = "bytes"))
+    res$setHeader("Content-Length", as.character(size))
+    res$body <- ""
+    res
+  }
+  head_of <- function(handler) {
+    force(handler)
+    function(req, res) without_body(handler(req, res))
+  }
   for (route in list(c("/ping", "ping"), c("/metadata", "metadata"), c("/schema", "schema"), c("/openapi.json", "openapi"))) {
     pr <- plumber::pr_get(pr, route[1], static_route(route[1], route[2]))
+    pr <- plumber::pr_head(pr, route[1], head_of(static_route(route[1], route[2])))
   }
-  pr <- plumber::pr_get(pr, "/metrics", function(req, res) {
-    reply(res, 200L, metrics$exposition(info), "text/plain; version=0.0.4; charset=utf-8")
-  })
-  known <- c("/invocations", "/ping", "/metadata", "/schema", "/openapi.json", "/metrics")
-  pr <- plumber::pr_set_404(pr, function(req, res) {
+  exposition <- function(req, res) reply(res, 200L, metrics$exposition(info), "text/plain; version=0.0.4; charset=utf-8")
+  pr <- plumber::pr_get(pr, "/metrics", exposition)
+  pr <- plumber::pr_head(pr, "/metrics", head_of(exposition))
+  # The methods of each path, for the Allow header of a 405 and of an OPTIONS answer.
+  allowed <- list("/invocations" = "POST, OPTIONS")
+  for (path in c("/ping", "/metadata", "/schema", "/openapi.json", "/metrics")) allowed[[path]] <- "GET, HEAD, OPTIONS"
+  not_found <- function(req, res) {
     # plumber's own 405 answers in another shape (plumber.methodNotAllowed is off in worker.R).
-    if (req$PATH_INFO %in% known) {
+    methods <- allowed[[req$PATH_INFO]]
+    if (!is.null(methods)) {
+      res$setHeader("Allow", methods)
+      if (req$REQUEST_METHOD == "OPTIONS") return(reply(res, 200L, ""))
       metrics$request(req$PATH_INFO, req$REQUEST_METHOD, 405L)
       return(reply(res, 405L, encode(error_body("The method is not allowed for the requested URL."))))
     }
     metrics$request("other", req$REQUEST_METHOD, 404L)
     reply(res, 404L, encode(error_body("The requested URL was not found on the server.")))
+  }
+  pr <- plumber::pr_set_404(pr, function(req, res) {
+    out <- not_found(req, res)
+    if (req$REQUEST_METHOD == "HEAD") without_body(out) else out
   })
   pr <- plumber::pr_set_error(pr, function(req, res, err) {
     reply(res, 500L, encode(error_body(paste("internal error:", class(err)[1]))))

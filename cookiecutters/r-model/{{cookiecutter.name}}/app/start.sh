@@ -76,6 +76,10 @@ $upstream  }
     client_max_body_size $LIMIT;
     client_body_buffer_size 1m;
     proxy_read_timeout ${TIMEOUT}s;
+    # An R worker cannot stop a request half scored: when its client goes away, keep the upstream
+    # connection until the worker answers, so least_conn still counts that worker as busy and
+    # sends the next request to an idle one (dropping it made the busy worker look free).
+    proxy_ignore_client_abort on;
     error_page 413 = @too_large;
     location @too_large {
       default_type application/json;
