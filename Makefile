@@ -13,7 +13,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[serve,examples,test,webhook,monitor]'
 	touch $(STAMP)
 
+# The demo's GitOps remote is a local git repository, and the service it starts runs gunicorn
+# behind nginx, as in the pod.
+DEMO_PACKAGES := git nginx-light
+
 demo: $(STAMP)
+	@missing="$$(for p in $(DEMO_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 	$(PY) examples/demo.py
 
 # Debian packages the tests run for real: git (GitOps remotes), rsync (gitlab-ci-local), nginx
