@@ -225,7 +225,10 @@ is_record <- function(x) is.list(x) && !is.null(names(x)) && all(names(x) != "")
 # A JSON object given a key twice is refused, as the Python service refuses it (jsonlite keeps both).
 check_keys <- function(x) {
   dup <- anyDuplicated(names(x))
-  if (dup) stop(bad_request(sprintf("body is not valid JSON: duplicate key %s in an object", quote_name(names(x)[dup]))))
+  if (dup) {
+    key <- names(x)[dup]
+    stop(bad_request(sprintf("key %s appears more than once in an object", quote_name(key)), column = key))
+  }
 }
 
 # The encoding of a JSON body, found from its first bytes as Python's json.loads finds it (RFC 4627):
