@@ -32,7 +32,16 @@ from modelgen.gitops.repo import (
     store_changes,
 )
 from modelgen.render.project import project_manifest, record
-from modelgen.render.templates import PROFILE, Files, context, is_verbatim, render, render_inputs, template_version
+from modelgen.render.templates import (
+    PROFILE,
+    Files,
+    context,
+    is_verbatim,
+    legacy_documents,
+    render,
+    render_inputs,
+    template_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +173,10 @@ def _upgrade_one(
         theirs = render(manifest, gitops_repo_url=repo_url, profile=profile, tools_image=tools_image)
     old_root = stores.root(rec)
     base = render_inputs(rec["inputs"], old_root)
-    # Files taken from the model's folder are not templated: their "before" is what is there.
-    base.update({p: d for p, d in ours.items() if is_verbatim(p)})
+    # Files taken from the model's folder are not templated, and the few old templates cannot
+    # render again: their "before" is what is there.
+    kept = legacy_documents(rec["inputs"], old_root)
+    base.update({p: d for p, d in ours.items() if is_verbatim(p) or p in kept})
     merged, conflicts = merge_project(base, ours, theirs, where)
     return merged, conflicts
 

@@ -199,7 +199,6 @@ def render_inputs(ctx: dict[str, Any], root: Path) -> Files:
         files.update(_cookiecutter(source, ctx))
     for env in ctx["environments"]:
         files.update(_overlay(common / OVERLAY, ctx, env))
-    files.update(_legacy_r_documents(ctx, root))
     return files
 
 
@@ -214,19 +213,17 @@ def _r_context(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-# Templates from before the one contract (no app/contract.json in common/) rendered R's
-# /openapi.json and /schema apart; upgrades of such projects need them as they were generated.
+# Templates from before the one contract (no app/contract.json in common/) had R's /openapi.json
+# and /schema rendered apart, by code no stored template holds: see ``legacy_documents``.
 LEGACY_R_DOCUMENTS = ("app/openapi.json", "app/schema.json")
 
 
-def _legacy_r_documents(ctx: dict[str, Any], root: Path) -> Files:
+def legacy_documents(ctx: dict[str, Any], root: Path) -> tuple[str, ...]:
+    """The files a project rendered from the templates under ``root`` had that those templates
+    cannot render again (R's documents before the one contract); an upgrade takes them as they are."""
     if ctx["runtime"] != "r" or (root / COMMON / "{{cookiecutter.name}}" / "app" / "contract.json").is_file():
-        return {}
-    docs = contract.documents(ctx)
-    return {
-        path: (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
-        for path, doc in zip(LEGACY_R_DOCUMENTS, (docs["openapi"], docs["schema"]), strict=True)
-    }
+        return ()
+    return LEGACY_R_DOCUMENTS
 
 
 def template_files(runtime: str, root: Path | None = None) -> Files:
