@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import select
+import signal
 import socket
 import threading
 import urllib.request
@@ -19,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support import Service, fetch_artifact
+from support import Service, fetch_artifact, wait_until
 
 pytestmark = pytest.mark.slow  # every test serves from the penguins project's own virtualenv
 
@@ -237,3 +239,44 @@ def test_values_no_column_can_hold_are_400_naming_column_and_row(service, sample
 
 def _records(rows: list[dict]) -> bytes:
     return json.dumps(rows).encode()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The child processes of ``pid`` and their names, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            text = stat.read_text()
+            name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+            if int(fields[1]) == pid:
+                found[int(stat.parent.name)] = name
+    return found
+
+
+def test_a_worker_that_exits_leaves_nginx_and_the_service_up(penguins_project, penguins_python, model_path, sample):
+    env = {"MODELGEN_SERVER": "gunicorn", "MODELGEN_WORKERS": "2"}
+    service = Service(penguins_project, penguins_python, model_path, env=env).start()
+    try:
+        workers = wait_until(  # /ping answers once one worker is up; the second may still be forking
+            lambda: {pid for pid, name in _children(service.proc.pid).items() if name != "nginx"},
+            lambda found: len(found) == 2,
+            timeout=30,
+            message="gunicorn did not start two workers",
+        )
+        victim = min(workers)
+        os.kill(victim, signal.SIGTERM)  # a graceful worker exit, as max-requests or a timeout restart makes
+        # gunicorn forks a replacement; the worker's exit must not stop nginx or remove its socket.
+        wait_until(
+            lambda: {p for p, n in _children(service.proc.pid).items() if n != "nginx"} - {victim},
+            lambda now: len(now) == 2,
+            timeout=30,
+            message="gunicorn did not replace the worker",
+        )
+        assert service.proc.poll() is None
+        assert "nginx" in _children(service.proc.pid).values()
+        for _ in range(4):
+            assert service.request("GET", "/ping", timeout=5).status == 200
+        body = json.dumps(sample[:2]).encode()
+        assert service.request("POST", "/invocations", body, {"Content-Type": "application/json"}).status == 200
+    finally:
+        service.stop()

@@ -217,11 +217,15 @@ def _gunicorn(application: Any, settings: Settings) -> None:
         def run(self) -> None:
             ProxiedArbiter(self).run()
 
+    master = os.getpid()
     try:
         Server().run()
     finally:  # gunicorn could not start (or stopped without stopping nginx): no nginx outlives it
-        proxy.stop(graceful=False, timeout=5)
-        proxy.remove()
+        # A worker leaves through here too (gunicorn forks it inside run() and ends it with
+        # sys.exit): only the master owns nginx and the run folder.
+        if os.getpid() == master:
+            proxy.stop(graceful=False, timeout=5)
+            proxy.remove()
 
 
 def _waitress(application: Any, settings: Settings) -> None:
