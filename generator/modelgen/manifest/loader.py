@@ -83,14 +83,15 @@ def load_text(text: str, where: str) -> Manifest:
 
 def _checked(text: str, label: str, base: Path | None, manifest_name: str, path: Path) -> Manifest:
     doc = parse(text, label)
-    problems, bad = schema_problems(doc, label)
-    checked = rules.check(rules.Checked(doc, label, bad, base, manifest_name))
+    values = plain(doc)  # once: the schema check, the rules and the typed manifest all read it
+    problems, bad = schema_problems(doc, values, label)
+    checked = rules.check(rules.Checked(doc, values, label, bad, base, manifest_name))
     problems.extend(checked.problems)
     if problems:
         unique = list(dict.fromkeys(problems))  # one oneOf branch can repeat a sibling's finding
         unique.sort(key=lambda p: (p.line or 0, p.path))
         raise ManifestError(unique)
-    return Manifest.of(plain(doc), schema(), path=path, text=text, sample=checked.sample)
+    return Manifest.of(values, schema(), path=path, text=text, sample=checked.sample)
 
 
 @dataclass(frozen=True)

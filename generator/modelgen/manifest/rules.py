@@ -17,7 +17,7 @@ from typing import Any
 
 from modelgen.credentials import WHERE_REGISTRY_CREDENTIALS_GO, has_credentials, redacted
 from modelgen.errors import Problem
-from modelgen.manifest.document import MISSING, FieldPath, dotted, line_of, one_line, plain
+from modelgen.manifest.document import MISSING, FieldPath, dotted, line_of, one_line
 from modelgen.manifest.messages import show
 from modelgen.manifest.model import LOG_PREDICTION, LOG_TIMESTAMP, OUTPUTS_BY_TASK
 from modelgen.manifest.validate import default
@@ -42,17 +42,14 @@ class Checked:
     (a manifest at a commit of the GitOps repository): rules about files then do not run.
     """
 
-    doc: Any
+    doc: Any  # for line numbers
+    plain: Any  # the same document as plain values
     label: str
     bad: set[FieldPath]
     base: Path | None
     manifest_name: str
-    plain: Any = None
     problems: list[Problem] = field(default_factory=list)
     sample: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.plain = plain(self.doc)
 
     def add(self, path: FieldPath, message: str) -> None:
         self.problems.append(Problem(self.label, line_of(self.doc, path), dotted(path), message))

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 
 from modelgen.errors import Problem
-from modelgen.manifest.document import FieldPath, dotted, line_of, plain
+from modelgen.manifest.document import FieldPath, dotted, line_of
 from modelgen.manifest.messages import explain, explain_hint, field_hint, show
 
 
@@ -52,8 +52,9 @@ def _end_anchored(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def schema_problems(doc: Any, label: str) -> tuple[list[Problem], set[FieldPath]]:
-    """Every schema violation, and the paths of the values they make unusable."""
+def schema_problems(doc: Any, values: Any, label: str) -> tuple[list[Problem], set[FieldPath]]:
+    """Every schema violation of ``values`` (``doc`` as plain data; ``doc`` gives the lines), and the
+    paths of the values they make unusable."""
     problems: list[Problem] = []
     bad: set[FieldPath] = set()
 
@@ -62,7 +63,6 @@ def schema_problems(doc: Any, label: str) -> tuple[list[Problem], set[FieldPath]
         if not usable:
             bad.add(path)
 
-    values = plain(doc)
     for err in _leaf_errors(_validator().iter_errors(values)):
         path: FieldPath = tuple(err.absolute_path)
         if err.validator == "additionalProperties":
