@@ -258,7 +258,8 @@ def _thresholds(text: str | None) -> dict[str, float] | None:
     """``--thresholds`` JSON, with the manifest's names (pValue) or drift's (p_value)."""
     import json
 
-    from modelgen.monitoring.drift import DEFAULT_THRESHOLDS, THRESHOLD_NAMES
+    from modelgen.manifest.model import THRESHOLD_NAMES
+    from modelgen.monitoring.drift import DEFAULT_THRESHOLDS
 
     if not text:
         return None

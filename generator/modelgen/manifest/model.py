@@ -21,6 +21,16 @@ OUTPUTS_BY_TASK = {
     "anomaly-detection": ("score",),
     "clustering": ("cluster",),
 }
+# spec.monitoring.thresholds keys, and the names the drift job (and its command line) gives them.
+THRESHOLD_NAMES = {
+    "psi": "psi",
+    "pValue": "p_value",
+    "missingChange": "missing_change",
+    "unseenShare": "unseen_share",
+    "cusumH": "cusum_h",
+    "cusumK": "cusum_k",
+    "cusumBatch": "cusum_batch",
+}
 # The input log's own fields beside each row's columns (the drift job reads them back).
 LOG_TIMESTAMP, LOG_PREDICTION = "__ts", "__prediction"
 # spec.framework's default depends on the runtime, which one JSON Schema default cannot say.

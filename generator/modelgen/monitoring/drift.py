@@ -33,16 +33,6 @@ DEFAULT_THRESHOLDS = {
     "cusum_k": 0.5,  # CUSUM allowance (half the shift to detect, in standard deviations)
     "cusum_batch": 50,  # predictions averaged per CUSUM step: a false alarm every ~20,000 predictions
 }
-# The manifest's spec.monitoring.thresholds keys, and the names used here.
-THRESHOLD_NAMES = {
-    "psi": "psi",
-    "pValue": "p_value",
-    "missingChange": "missing_change",
-    "unseenShare": "unseen_share",
-    "cusumH": "cusum_h",
-    "cusumK": "cusum_k",
-    "cusumBatch": "cusum_batch",
-}
 _EPS = 1e-4
 
 

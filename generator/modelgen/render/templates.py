@@ -23,6 +23,7 @@ from jinja2 import Template, TemplateError
 from modelgen import __version__
 from modelgen.errors import RenderError
 from modelgen.manifest import Manifest
+from modelgen.manifest.model import THRESHOLD_NAMES
 from modelgen.render import contract
 
 PYTHON_VERSION = "3.11"
@@ -164,8 +165,6 @@ def _monitoring_context(manifest: Manifest, profile: dict[str, Any] | None) -> d
     monitoring = manifest.monitoring
     if not monitoring or profile is None:
         return None
-    from modelgen.monitoring.drift import THRESHOLD_NAMES
-
     return {
         "reference": monitoring.reference,
         "sampleRate": monitoring.sample_rate,
