@@ -53,6 +53,18 @@ def positive(cell: str) -> float:
     return float(value.replace(",", ""))
 
 
+def monitoring_tables(out: str) -> dict[str, list[str]]:
+    """Both serving benches' monitoring rounds (every cell a positive number) and their request-path table."""
+    monitoring = table(out, "monitoring")
+    assert list(monitoring) == ["off", "counters", "counters + input log"], out
+    for cells in monitoring.values():
+        for cell in cells:
+            positive(cell)
+    path = table(out, "request")
+    assert list(path) == ["1-row JSON", "1000-row CSV"], out
+    return path
+
+
 def test_serving_smoke(tmp_path):
     out = smoke("serving.py", tmp_path, "--workers", "2")
     assert "Smoke run (--smoke)" in out, out
@@ -69,14 +81,7 @@ def test_serving_smoke(tmp_path):
     goals = re.findall(r"^- (PASS|FAIL) ", out.split("Goals (modelgen gunicorn (2 workers)):", 1)[1], re.M)
     assert len(goals) >= 6, out  # all six measured, none "n/a": MLflow was there
 
-    monitoring = table(out, "monitoring")
-    assert list(monitoring) == ["off", "counters", "counters + input log"], out
-    for cells in monitoring.values():
-        for cell in cells:
-            positive(cell)
-    path = table(out, "request")
-    assert list(path) == ["1-row JSON", "1000-row CSV"], out
-    for cells in path.values():
+    for cells in monitoring_tables(out).values():
         for cell in (cells[0], cells[1], cells[3]):  # path, counters and the logged counters, in ms
             positive(cell)
 
@@ -101,14 +106,7 @@ def test_serving_r_smoke(tmp_path):
     positive(in_process[4])
     assert re.search(r"^Goal: 1-row @8 >= 1\.7 x single plain Plumber: \d+ vs \d+ -> (PASS|FAIL)$", out, re.M), out
 
-    monitoring = table(out, "monitoring")
-    assert list(monitoring) == ["off", "counters", "counters + input log"], out
-    for cells in monitoring.values():
-        for cell in cells:
-            positive(cell)
-    path = table(out, "request")
-    assert list(path) == ["1-row JSON", "1000-row CSV"], out
-    for cells in path.values():
+    for cells in monitoring_tables(out).values():
         positive(cells[0])
 
 
