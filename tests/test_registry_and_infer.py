@@ -175,7 +175,8 @@ def training_frame() -> pd.DataFrame:
 
 
 def test_input_columns_from_dtypes_and_gaps():
-    assert input_columns(training_frame(), strict=["island"]) == [
+    frame = training_frame()
+    assert input_columns(frame, reference=frame, columns={"island": {"strict": True}}) == [
         {"name": "count", "type": "integer"},
         {"name": "length", "type": "number", "nullable": True},
         {"name": "island", "type": "string", "nullable": True, "categories": ["Biscoe", "Dream"], "strict": True},
@@ -187,14 +188,31 @@ def test_input_columns_from_dtypes_and_gaps():
 
 
 def test_input_columns_refuses_what_a_manifest_cannot_say():
-    with pytest.raises(ModelgenError, match="strict names no column of the data: isle"):
-        input_columns(training_frame(), strict=["isle"])
+    with pytest.raises(ModelgenError, match="columns names no column of the data: 'isle' \\(allowed: 'count', "):
+        input_columns(training_frame(), columns={"isle": {"strict": True}})
     with pytest.raises(ModelgenError, match="column 'count' cannot be strict"):
-        input_columns(training_frame(), strict=["count"])
+        input_columns(training_frame(), columns={"count": {"strict": True}})
+    with pytest.raises(ModelgenError, match=r"columns\['count'\]: unknown setting required \(allowed: nullable, "):
+        input_columns(training_frame(), columns={"count": {"required": True}})
+    with pytest.raises(ModelgenError, match="column 'length' cannot be required"):
+        input_columns(training_frame(), columns={"length": {"nullable": False}})
     with pytest.raises(ModelgenError, match="column 'when' holds datetime64 values"):
         input_columns(pd.DataFrame({"when": pd.to_datetime(["2024-01-01"])}))
     with pytest.raises(ModelgenError, match="column 'mixed' holds mixed values"):
         input_columns(pd.DataFrame({"mixed": pd.Series(["a", 1.5], dtype=object)}))
+
+
+def test_a_column_is_nullable_unless_the_reference_or_the_user_says_otherwise():
+    sample = pd.DataFrame({"age": [31, 40], "city": ["Oslo", "Bergen"]})
+    assert [c.get("nullable") for c in input_columns(sample)] == [True, True]  # no gap in 2 rows proves nothing
+    training = pd.DataFrame({"age": [31, 40, 52], "city": ["Oslo", None, "Bergen"]})
+    assert [c.get("nullable") for c in input_columns(sample, reference=training)] == [None, True]
+    overridden = input_columns(
+        sample, reference=training, columns={"age": {"nullable": True}, "city": {"nullable": False}}
+    )
+    assert [c.get("nullable") for c in overridden] == [True, None]
+    with pytest.raises(ModelgenError, match="reference lacks the input column"):
+        input_columns(sample, reference=training[["age"]])
 
 
 def test_sample_records_are_plain_json_values():

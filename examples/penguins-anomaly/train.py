@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     features = load_data()
-    columns = input_columns(features, strict=STRICT)
+    columns = input_columns(features, reference=features, columns={n: {"strict": True} for n in STRICT})
     model = build_pipeline().fit(features)
     # Serialized before any prediction: LocalOutlierFactor's KD-tree pickles its query counters,
     # so every predict() before the dump would change the artifact's bytes.

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         features.to_csv(args.output / "reference.csv", index=False)
         print(f"wrote {args.output}/model.joblib, metrics.json, reference.csv")
         return
-    columns = input_columns(features, strict=STRICT)
+    columns = input_columns(features, reference=features, columns={n: {"strict": True} for n in STRICT})
     sample = sample_records(features, columns)
     model.predict_proba(service_frame(sample, columns))  # fail here, not in the smoke tests
 

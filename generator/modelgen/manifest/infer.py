@@ -4,14 +4,15 @@ pandas is imported inside the functions, not here: ``import modelgen`` and the C
 
 >>> import pandas as pd
 >>> frame = pd.DataFrame({"island": ["Dream", None, "Biscoe"], "year": [2007, 2008, 2009]})
->>> input_columns(frame, strict=["island"])  # doctest: +NORMALIZE_WHITESPACE
+>>> input_columns(frame, columns={"island": {"strict": True}, "year": {"nullable": False}})
+... # doctest: +NORMALIZE_WHITESPACE
 [{'name': 'island', 'type': 'string', 'nullable': True, 'categories': ['Biscoe', 'Dream'], 'strict': True},
  {'name': 'year', 'type': 'integer'}]
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelgen.errors import ModelgenError
@@ -35,30 +36,90 @@ _INFERRED = {
 _CAST = {"integer": int, "number": float, "string": str, "boolean": bool}
 
 
-def input_columns(frame: pd.DataFrame, *, strict: Collection[str] = ()) -> list[Column]:
-    """The manifest's ``spec.input``: one entry per column, in order, nullable exactly where the data has gaps.
+# What ``columns=`` may say of one column, beyond what the data shows.
+OVERRIDES = ("nullable", "strict", "categories", "description")
 
-    String columns list their values as ``categories``; the columns named in ``strict`` make the
-    service refuse any other value.
+
+def input_columns(
+    frame: pd.DataFrame,
+    *,
+    reference: pd.DataFrame | None = None,
+    columns: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Column]:
+    """The manifest's ``spec.input``: one entry per column of ``frame`` (the sample), in order.
+
+    A column is nullable unless something says otherwise: ``columns[name]["nullable"]`` when
+    given, else whether ``reference`` (the training rows) or the sample has gaps in it, else
+    nullable. A sample without gaps says nothing about the traffic the pipeline's imputers
+    were built for. String columns list their values as ``categories``;
+    ``columns[name]["strict"]`` makes the service refuse any other value.
     """
-    unknown = sorted(set(strict) - set(frame.columns))
-    if unknown:
-        raise ModelgenError(f"strict names no column of the data: {', '.join(unknown)}")
-    columns = []
+    overrides = _overrides(frame, columns or {})
+    if reference is not None:
+        lacking = [n for n in frame.columns if n not in reference.columns]
+        if lacking:
+            raise ModelgenError(f"reference lacks the input column(s) {', '.join(map(repr, lacking))}")
+    found = []
     for name in frame.columns:
         series = frame[name]
+        given = overrides.get(name, {})
         column: Column = {"name": name, "type": json_type(series)}
-        if series.isna().any():
+        if "nullable" in given:
+            nullable = bool(given["nullable"])
+        elif reference is not None:
+            nullable = bool(reference[name].isna().any() or series.isna().any())
+        else:
+            nullable = True
+        if not nullable and series.isna().any():
+            raise ModelgenError(f"column {name!r} cannot be required (nullable=False): the sample has gaps in it")
+        if nullable:
             column["nullable"] = True
         values = sorted(set(series.dropna().tolist())) if column["type"] == "string" else []
+        if "categories" in given:
+            values = _categories(name, column["type"], given["categories"])
         if values:
             column["categories"] = values
-        if name in strict:
+        if given.get("strict"):
             if not values:
                 raise ModelgenError(f"column {name!r} cannot be strict: it has no categories (string values)")
             column["strict"] = True
-        columns.append(column)
-    return columns
+        if given.get("description"):
+            column["description"] = str(given["description"])
+        found.append(column)
+    return found
+
+
+def _overrides(frame: pd.DataFrame, columns: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``columns=`` checked: it names columns of the data, with only the keys it may say."""
+    if not isinstance(columns, Mapping):
+        raise ModelgenError("columns must map column names to settings, e.g. {'age': {'nullable': False}}")
+    unknown = [str(n) for n in columns if n not in frame.columns]
+    if unknown:
+        raise ModelgenError(
+            f"columns names no column of the data: {', '.join(map(repr, unknown))} "
+            f"(allowed: {', '.join(map(repr, map(str, frame.columns)))})"
+        )
+    checked = {}
+    for name, given in columns.items():
+        if not isinstance(given, Mapping):
+            raise ModelgenError(f"columns[{name!r}] must be a mapping of {', '.join(OVERRIDES)}")
+        extra = sorted(set(map(str, given)) - set(OVERRIDES))
+        if extra:
+            raise ModelgenError(
+                f"columns[{name!r}]: unknown setting {', '.join(extra)} (allowed: {', '.join(OVERRIDES)})"
+            )
+        checked[name] = dict(given)
+    return checked
+
+
+def _categories(name: str, kind: str, given: Any) -> list[str]:
+    if given is None:
+        return []
+    if kind != "string":
+        raise ModelgenError(f"column {name!r} cannot have categories: it holds {kind} values, not strings")
+    if isinstance(given, str) or not all(isinstance(v, str) for v in given):
+        raise ModelgenError(f"columns[{name!r}]['categories'] must be a list of strings")
+    return sorted(set(given))
 
 
 def json_type(series: pd.Series) -> str:

@@ -106,16 +106,20 @@ def deploy(
     metadata: Mapping[str, Any] | None = None,
     format: str = "joblib",
     reference: Any = None,
+    columns: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Deployment:
     """Ship ``model`` (fitted, the whole pipeline) as ``name``; ``sample`` is a DataFrame of raw input rows.
 
     ``metadata`` may hold ``description``, ``data`` (the training data's reference), ``metrics``
-    (name → number), ``source`` (notebook), ``strict`` (columns whose categories are the only
-    allowed values), ``serving``, ``environments`` (default: every environment of the GitOps
+    (name → number), ``source`` (notebook), ``serving``, ``environments`` (default: every environment of the GitOps
     repository) and ``monitoring`` (drift settings of ``spec.monitoring``). ``reference``, a
     DataFrame of raw rows (usually the training rows), turns drift monitoring on: it is uploaded
     beside the artifact and profiled into the project. ``registry``/``gitops``/``owner`` default
     to ``$MODELGEN_REGISTRY``, ``$MODELGEN_GITOPS`` and ``$MODELGEN_OWNER`` (else git's user.email).
+
+    Every input column is nullable unless ``reference`` shows it never missing or ``columns``
+    says otherwise: ``columns={"age": {"nullable": False}, "island": {"strict": True}}`` (keys:
+    ``nullable``, ``strict``, ``categories``, ``description``).
 
     >>> import pandas as pd
     >>> from sklearn.linear_model import LogisticRegression
@@ -140,7 +144,8 @@ def deploy(
         raise DeployError(f"say who owns the model: owner='jane.doe@example.com' (or ${OWNER_VARIABLE})")
 
     task, output = infer_task(model, task)
-    columns = input_columns(sample, strict=meta.get("strict", ()))
+    overrides = columns
+    columns = input_columns(sample, reference=reference, columns=overrides)
     records = sample_records(sample, columns, size=min(20, len(sample)))
     data, trusted = serialize(model, format)
     references = referenced_globals(model)
