@@ -50,6 +50,7 @@ VERSION_RULE = (
     "a semantic version MAJOR.MINOR.PATCH without leading zeros, optionally -prerelease, e.g. 1.2.0 or 2.0.0-rc.1"
 )
 SHA_RULE = "64 lower-case hexadecimal digits (0-9, a-f)"
+TYPES = "number, integer, string, boolean, datetime"
 PIN_RULE = "a package pinned to one version, name==version or name[extra]==version, e.g. scikit-learn==1.5.2"
 SHAPE = "a YAML mapping with apiVersion, kind, metadata and spec"
 TASKS = "classification, regression, anomaly-detection, clustering"
@@ -653,12 +654,12 @@ CASES = [
     ),
     Case(
         "column-type-unknown",
-        ['model.yaml:22: spec.input[1].type: "float" is not allowed (allowed: number, integer, string, boolean)'],
+        [f'model.yaml:22: spec.input[1].type: "float" is not allowed (allowed: {TYPES})'],
         edits=[("type: number", "type: float")],
     ),
     Case(
         "column-type-missing",
-        ["model.yaml:23: spec.input[2].type: required field is missing (allowed: number, integer, string, boolean)"],
+        [f"model.yaml:23: spec.input[2].type: required field is missing (allowed: {TYPES})"],
         edits=[("{name: year, type: integer}", "{name: year}")],
     ),
     Case(
@@ -947,11 +948,11 @@ def test_many_problems_in_one_file_are_all_reported_sorted_by_line(tmp_path, mon
         f'model.yaml:15: spec.requirements[0]: "scikit-learn>=1.0" is not valid: is not pinned '
         f"with == (allowed: {PIN_RULE})",
         f'model.yaml:17: spec.code[0]: "../evil.py" {OUTSIDE}',
-        'model.yaml:20: spec.input[0].type: "text" is not allowed (allowed: number, integer, string, boolean)',
+        f'model.yaml:20: spec.input[0].type: "text" is not allowed (allowed: {TYPES})',
         "model.yaml:23: spec.input[1].categories: categories on a number column (allowed: only on string columns)",
         'model.yaml:24: spec.input[2].name: duplicate column "island" (first at spec.input[0]; '
         "allowed: each column name once)",
-        "model.yaml:26: spec.input[3].type: required field is missing (allowed: number, integer, string, boolean)",
+        f"model.yaml:26: spec.input[3].type: required field is missing (allowed: {TYPES})",
         'model.yaml:28: spec.output.type: "probabilities" does not fit task regression (allowed: value)',
         "model.yaml:29: spec.output.classes: classes on a regression model (allowed: only for classification)",
         f'model.yaml:30: spec.sample: "../outside.json" {OUTSIDE}',
@@ -1056,7 +1057,7 @@ def test_docs_page_is_the_generated_reference():
 def test_docs_page_covers_every_schema_property():
     page = docs.manifest_reference()
     paths = schema_property_paths()
-    assert len(paths) == 90  # spec.training.resources has fields of its own (their defaults differ)
+    assert len(paths) == 91  # spec.input[].dtype; spec.training.resources has fields of its own (their defaults differ)
     assert "spec.training.resources.memory" in paths
     assert "metadata.provenance.metrics" in paths and "spec.artifact.trusted" in paths
     assert "spec.environments[].host" in paths and "spec.serving.autoscaling.cpu" in paths

@@ -46,6 +46,9 @@ PATTERN_MEANINGS: dict[str, str] = {
     "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$": (
         "a letter or '_', then letters, digits, '_', '.' or '-', at most 128 characters"
     ),
+    "^[A-Za-z][A-Za-z0-9_]*(\\[[A-Za-z0-9_, /+:-]+\\])?$": (
+        "a dtype name, e.g. float64, Int64, category, datetime64[ns, UTC]"
+    ),
     "\\.json$": "a path relative to the manifest's folder, ending in .json",
     "^([0-9]+m|[0-9]+(\\.[0-9]+)?)$": "cores (2, 0.5) or millicores (500m)",
     "^[0-9]+(Ki|Mi|Gi)$": "a whole number with the unit Ki, Mi or Gi, e.g. 512Mi or 1Gi",
@@ -223,6 +226,7 @@ TYPE_NAMES = {
     "integer": "an integer",
     "number": "a number",
     "boolean": "true or false",
+    "datetime": "an ISO 8601 date or date-time string",
     "object": "a mapping",
     "array": "a list",
     "null": "null",

@@ -73,6 +73,7 @@ class Column:
     categories: tuple[str, ...] | None = None
     strict: bool = False
     description: str = ""
+    dtype: str = ""  # the training dtype the service rebuilds; "" for the type's default
 
     @classmethod
     def of(cls, given: dict[str, Any]) -> Column:
@@ -84,6 +85,7 @@ class Column:
             categories=tuple(categories) if categories is not None else None,
             strict=given["strict"],
             description=given.get("description", ""),
+            dtype=given.get("dtype", ""),
         )
 
 

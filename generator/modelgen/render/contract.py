@@ -66,6 +66,7 @@ def column(spec: Mapping[str, Any]) -> dict[str, Any]:
         "categories": categories,
         "strict": bool(spec.get("strict")) and bool(categories),
         "description": spec.get("description", ""),
+        "dtype": spec.get("dtype") or None,
     }
 
 
