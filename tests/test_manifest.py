@@ -643,6 +643,33 @@ CASES = [
         files=sample_of(GOOD_ROW.replace('"year": 2007, ', "")),
     ),
     Case(
+        "empty-column-name",
+        ["model.yaml:23: spec.input[2].name: is empty (allowed: a non-empty string)"],
+        edits=[("{name: year, type: integer}", '{name: "", type: integer}')],
+        files=sample_of(GOOD_ROW.replace('"year"', '""')),
+    ),
+    Case(
+        "column-name-with-a-control-character",
+        [
+            'model.yaml:23: spec.input[2].name: column "year\\u0007\\u2028" contains the control character(s) '
+            "U+0007, U+2028 (allowed: any text without control characters, line or paragraph separators)"
+        ],
+        edits=[("{name: year, type: integer}", r'{name: "year\a\L", type: integer}')],
+        files=sample_of(GOOD_ROW.replace('"year"', r'"year\u0007\u2028"')),
+    ),
+    Case(
+        "column-names-equal-after-nfc",
+        [
+            'model.yaml:23: spec.input[2].name: duplicate column "e\u0301" after Unicode NFC normalisation '
+            "('\\xe9' and 'e\\u0301' are the same text) (first at spec.input[0]; allowed: each column name once)"
+        ],
+        edits=[
+            ("{name: island, type: string,", r'{name: "\u00e9", type: string,'),
+            ("{name: year, type: integer}", r'{name: "e\u0301", type: integer}'),
+        ],
+        files=sample_of(GOOD_ROW.replace('"island"', r'"\u00e9"').replace('"year"', r'"e\u0301"')),
+    ),
+    Case(
         "categories-on-number-column",
         ["model.yaml:22: spec.input[1].categories: categories on a number column (allowed: only on string columns)"],
         edits=[("type: number, nullable: true}", "type: number, nullable: true, categories: [a]}")],

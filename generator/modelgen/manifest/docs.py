@@ -246,8 +246,13 @@ def _bounds(node: dict[str, Any]) -> list[str]:
         parts.append(f"at least {node['minimum']}")
     elif "maximum" in node:
         parts.append(f"at most {node['maximum']}")
-    if "maxLength" in node:
-        parts.append(f"at most {node['maxLength']} characters")
+    low, high = node.get("minLength"), node.get("maxLength")
+    if low is not None and high is not None:
+        parts.append(f"{low} to {high} characters")
+    elif low is not None:
+        parts.append(f"at least {low} character{'s' if low > 1 else ''}")
+    elif high is not None:
+        parts.append(f"at most {high} characters")
     if "minItems" in node:
         parts.append(f"at least {node['minItems']} item{'s' if node['minItems'] > 1 else ''}")
     if node.get("uniqueItems"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import string
+import unicodedata
 from typing import Any
 
 import jsonschema
@@ -43,9 +44,6 @@ PATTERN_MEANINGS: dict[str, str] = {
     "^[1-9][0-9]{0,3}[hd]$": "a number of hours or days, e.g. 24h or 7d",
     "^[A-Za-z0-9.-]+(:[0-9]{1,5})?$": "a host name with an optional port, e.g. smtp.example.com:587",
     "^https?://\\S+$": "an http:// or https:// URL without spaces",
-    "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$": (
-        "a letter or '_', then letters, digits, '_', '.' or '-', at most 128 characters"
-    ),
     "^[A-Za-z][A-Za-z0-9_]*(\\[[A-Za-z0-9_, /+:-]+\\])?$": (
         "a dtype name, e.g. float64, Int64, category, datetime64[ns, UTC]"
     ),
@@ -103,7 +101,10 @@ def show(value: Any) -> str:
     if isinstance(value, str) and len(value) > 72:  # a whole sha256 fits
         value = value[:69] + "..."
     try:
-        return json.dumps(value)
+        # Letters as written (a column "Größe %" reads as such); control and invisible
+        # separator characters escaped, so a message never breaks a line or hides them.
+        text = json.dumps(value, ensure_ascii=False)
+        return "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
     except (TypeError, ValueError):
         return f"a {type(value).__name__}"
 
@@ -147,6 +148,10 @@ def explain(err: jsonschema.ValidationError) -> str:
         return f"{show(v)} is too large (allowed: at most {err.validator_value})"
     if err.validator == "minItems":
         return f"has {len(v)} item(s) (allowed: at least {err.validator_value})"
+    if err.validator == "minLength":
+        if not v:
+            return "is empty (allowed: a non-empty string)"
+        return f"is {len(v)} characters long (allowed: at least {err.validator_value})"
     if err.validator == "maxLength":
         return f"is {len(v)} characters long (allowed: at most {err.validator_value})"
     return err.message  # pragma: no cover - every keyword the schema uses is handled above

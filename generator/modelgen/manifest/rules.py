@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import keyword
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ RUNTIME_VALUES = {
 }
 R_ONLY = ("lockfile", "rVersion", "cran")
 TRAINING_SCRIPT_SUFFIXES = {"python": (".py",), "r": (".R", ".r")}
+# Unicode categories a column name may not contain: C0/C1 controls, line and paragraph separators.
+CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # At most this many sample-row problems are listed; a broken sample would flood the output.
 MAX_SAMPLE_PROBLEMS = 20
 
@@ -88,18 +91,43 @@ def check(checked: Checked) -> Checked:
 # ---------------------------------------------------------------------------- spec.input
 
 
+def column_name_characters(c: Checked) -> None:
+    """Names travel in JSON, CSV headers, Prometheus labels and YAML: any text but control characters."""
+    for i, _ in enumerate(c.spec_list("input")):
+        name = c.get("spec", "input", i, "name")
+        if isinstance(name, str):
+            bad = sorted({ch for ch in name if unicodedata.category(ch) in CONTROL_CATEGORIES})
+            if bad:
+                shown = ", ".join(f"U+{ord(ch):04X}" for ch in bad)
+                c.add(
+                    ("spec", "input", i, "name"),
+                    f"column {show(name)} contains the control character(s) {shown} "
+                    "(allowed: any text without control characters, line or paragraph separators)",
+                )
+
+
 def unique_columns(c: Checked) -> None:
+    # NFC: "é" typed as one code point or as "e" + a combining accent looks the same to every
+    # person and many tools (a CSV header saved by an editor may change form), so both cannot be columns.
     seen: dict[str, int] = {}
     for i, _ in enumerate(c.spec_list("input")):
         name = c.get("spec", "input", i, "name")
         if isinstance(name, str):
-            if name in seen:
+            key = unicodedata.normalize("NFC", name)
+            if key in seen:
+                first = seen[key]
+                earlier = c.get("spec", "input", first, "name")
+                same = (
+                    ""
+                    if earlier == name
+                    else (f" after Unicode NFC normalisation ({ascii(earlier)} and {ascii(name)} are the same text)")
+                )
                 c.add(
                     ("spec", "input", i, "name"),
-                    f"duplicate column {show(name)} (first at spec.input[{seen[name]}]; "
+                    f"duplicate column {show(name)}{same} (first at spec.input[{first}]; "
                     "allowed: each column name once)",
                 )
-            seen.setdefault(name, i)
+            seen.setdefault(key, i)
 
 
 def no_log_field_names(c: Checked) -> None:
@@ -393,6 +421,7 @@ def _inside(base: Path, rel: str) -> Path | None:
 
 
 RULES: tuple[Rule, ...] = (
+    column_name_characters,
     unique_columns,
     no_log_field_names,
     categories_on_strings,
