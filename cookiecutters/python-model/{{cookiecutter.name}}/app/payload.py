@@ -274,7 +274,9 @@ class InputSchema:
         for i, row in enumerate(rows):
             if type(row) is not list or len(row) != width:
                 got = f"{len(row)} values" if isinstance(row, list) else "not a list"
-                raise BadRequest(f"row {i}: expected a list of {width} values ({', '.join(columns)}), got {got}", row=i)
+                raise BadRequest(
+                    f"row {i}: expected a list of {width} values ({', '.join(map(repr, columns))}), got {got}", row=i
+                )
         position = {name: j for j, name in enumerate(columns)}
         return self._frame({n: [row[position[n]] for row in rows] for n in self.names}, self.columns)
 
@@ -293,7 +295,8 @@ class InputSchema:
             raise BadRequest(f"body is not valid CSV: {err}") from None
         table = [r for r in table if r]  # a trailing newline gives an empty row
         header, rows = table[0], table[1:]
-        header = [h.strip() for h in header]
+        if set(header) != self._nameset:  # a name may have its own spaces: the exact header first, then padded cells
+            header = [h.strip() for h in header]
         self._check_header(header)
         if not rows:
             raise BadRequest("CSV body has a header but no data rows")
@@ -329,6 +332,6 @@ class InputSchema:
         if extra:  # most often a typo of the missing one, so name both
             also = f"; missing {', '.join(map(repr, missing))}" if missing else ""
             raise BadRequest(
-                f"{at}unknown column {extra[0]!r}{also} (expected: {', '.join(self.names)})", column=extra[0], row=row
+                f"{at}unknown column {extra[0]!r}{also} (expected: {', '.join(map(repr, self.names))})", column=extra[0], row=row
             )
         raise BadRequest(f"{at}missing column {missing[0]!r}", column=missing[0], row=row)

@@ -48,7 +48,16 @@ show_non_finite <- function(v) if (is.nan(v)) "nan" else if (v > 0) "inf" else "
 # The integers R holds exactly as its integer type (what a model trained on an integer column gets).
 INTEGER_MAX <- .Machine$integer.max
 
-quote_name <- function(x) paste0("'", x, "'")
+# A name or value as Python's repr() shows it, so both services word their errors alike:
+# single quotes unless the text holds ' and no ", backslashes and the quote escaped.
+quote_name <- function(x) {
+  x <- gsub("\\", "\\\\", x, fixed = TRUE)
+  x <- gsub("\n", "\\n", gsub("\r", "\\r", gsub("\t", "\\t", x, fixed = TRUE), fixed = TRUE), fixed = TRUE)
+  double <- grepl("'", x, fixed = TRUE) & !grepl('"', x, fixed = TRUE)
+  x <- ifelse(double, x, gsub("'", "\\'", x, fixed = TRUE))
+  q <- ifelse(double, '"', "'")
+  paste0(q, x, q)
+}
 
 # Whether the numbers v (finite) are integers by the contract: 3 always, 3.0 with integralFloats.
 # jsonlite reads 3 as an integer and 3.0 as a double, except integers beyond R's int range.
@@ -304,7 +313,7 @@ input_schema <- function(columns, forms) {
     if (length(extra)) {
       also <- if (length(missing)) paste0("; missing ", paste(quote_name(missing), collapse = ", ")) else ""
       stop(bad_request(
-        sprintf("%sunknown column %s%s (expected: %s)", at, quote_name(extra[1]), also, paste(names, collapse = ", ")),
+        sprintf("%sunknown column %s%s (expected: %s)", at, quote_name(extra[1]), also, paste(quote_name(names), collapse = ", ")),
         column = extra[1], row = row
       ))
     }
@@ -323,7 +332,7 @@ input_schema <- function(columns, forms) {
       if (!is.list(row) || !is.null(names(row)) || length(row) != width) {
         got <- if (is.list(row) && is.null(names(row))) sprintf("%d values", length(row)) else "not a list"
         stop(bad_request(
-          sprintf("row %d: expected a list of %d values (%s), got %s", i - 1L, width, paste(header, collapse = ", "), got),
+          sprintf("row %d: expected a list of %d values (%s), got %s", i - 1L, width, paste(quote_name(header), collapse = ", "), got),
           row = i - 1L
         ))
       }
@@ -405,7 +414,9 @@ input_schema <- function(columns, forms) {
                         encoding = "UTF-8", quote = "\""),
         error = function(err) stop(bad_request(paste("body is not valid CSV:", conditionMessage(err))))
       )
-      header <- trimws(as.character(unlist(table[1, ])))
+      header <- as.character(unlist(table[1, ]))
+      # A name may have its own spaces: the exact header first, then the cells without padding.
+      if (!setequal(header[header != ""], names)) header <- trimws(header)
       header <- header[header != "" | seq_along(header) <= length(names)]
       fields <- count.fields(textConnection(text), sep = ",", quote = "\"", blank.lines.skip = TRUE)
       check_header(header)
