@@ -331,7 +331,6 @@ class InputSchema:
         extra = sorted(given - self._nameset)
         if extra:  # most often a typo of the missing one, so name both
             also = f"; missing {', '.join(map(repr, missing))}" if missing else ""
-            raise BadRequest(
-                f"{at}unknown column {extra[0]!r}{also} (expected: {', '.join(map(repr, self.names))})", column=extra[0], row=row
-            )
+            expected = ", ".join(map(repr, self.names))
+            raise BadRequest(f"{at}unknown column {extra[0]!r}{also} (expected: {expected})", column=extra[0], row=row)
         raise BadRequest(f"{at}missing column {missing[0]!r}", column=missing[0], row=row)
