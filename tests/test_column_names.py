@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from support import Service, sha256_of, wait_until
+from support import Service, schema_folder, sha256_of, wait_until
 
 from modelgen.api import generate
 from modelgen.manifest import load
@@ -123,8 +123,12 @@ def test_the_prometheus_rule_quotes_names_for_promql_and_yaml(python_model):
     if kubectl:
         done = subprocess.run([kubectl, "kustomize", project / "deploy/base"], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        rendered = [d for d in yaml.safe_load_all(done.stdout) if d and d["kind"] == "PrometheusRule"]
-        assert rendered[0]["spec"] == rule["spec"]
+        rendered = {d["kind"]: d for d in yaml.safe_load_all(done.stdout) if d}
+        assert rendered["PrometheusRule"]["spec"] == rule["spec"]
+        (profile,) = rendered["ConfigMap"]["data"].values()
+        assert sorted(json.loads(profile)["features"]) == sorted(NAMES)
+    crd = json.loads((schema_folder("crds/monitoring.coreos.com") / "prometheusrule_v1.json").read_text("utf-8"))
+    jsonschema.validators.validator_for(crd, default=jsonschema.Draft4Validator)(crd).validate(rule)
 
 
 def csv_body(rows: pd.DataFrame) -> str:
@@ -197,7 +201,7 @@ def check_service(service: Service, rows: pd.DataFrame, expected: list[float], l
 
 
 @pytest.mark.slow
-def test_the_python_service_serves_any_column_name(python_model, tmp_path):
+def test_the_python_service_serves_any_column_name(python_model, tmp_path, capsys):
     model, artifact, project = python_model
     rows = frame(4, 2)
     logs = tmp_path / "inputs"
@@ -207,6 +211,19 @@ def test_the_python_service_serves_any_column_name(python_model, tmp_path):
         check_service(service, rows, model.predict(rows).tolist(), logs)
     finally:
         service.stop()
+
+    # The drift job reads the log by the same names; its report shows them (escaped in HTML).
+    from gitops_support import cli
+
+    profile = project / "deploy/base/monitoring/profile.json"
+    code, _, err = cli(capsys, "monitor", "hard-names-python", "--profile", profile, "--live", logs,
+                       "--out", tmp_path / "report")  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "report/drift-report.json").read_text("utf-8"))
+    assert sorted(f["name"] for f in report["features"]) == sorted(NAMES)
+    page = (tmp_path / "report/drift-report.html").read_text("utf-8")
+    assert "<h3>with &#34;quotes&#34;</h3>" in page and "<h3>emoji 🐧</h3>" in page
+    assert "id='sepal%20length%20%28cm%29'" in page and "href='#sepal%20length%20%28cm%29'" in page
 
     # The batch entry point reads the same CSV header.
     (tmp_path / "rows.csv").write_text(csv_body(rows), "utf-8")
