@@ -38,6 +38,7 @@ HARD = [
     "back\\slash",
     "comma, inside",
     "emoji 🐧",
+    " padded ",  # its own spaces: a CSV header cell is matched exactly before padding is stripped
 ]
 CATEGORICAL = "日本語"
 NAMES = [*HARD, CATEGORICAL]
@@ -241,17 +242,17 @@ def test_the_python_service_serves_any_column_name(python_model, tmp_path, capsy
 
 R_TRAIN = r"""
 args <- commandArgs(TRUE)
-data <- read.csv(args[1], check.names = FALSE, encoding = "UTF-8")
-names(data) <- enc2utf8(names(data))
+# JSON, not read.csv: read.table strips the header's cells, and " padded " has spaces of its own.
+data <- jsonlite::fromJSON(args[1])
 data$`日本語` <- factor(data$`日本語`, levels = c("a", "b", "c"))
 set.seed(0)
 data$y <- data$`sepal length (cm)` * 2 + data$`Größe %` - data$`back\\slash` + as.integer(data$`日本語`) +
   rnorm(nrow(data))
 model <- glm(y ~ `sepal length (cm)` + `od280/od315_of_diluted_wines` + `Größe %` + `1st-rank` + a.b +
-             `with "quotes"` + `back\\slash` + `comma, inside` + `emoji 🐧` + `日本語`, data = data, family = gaussian)
+             `with "quotes"` + `back\\slash` + `comma, inside` + `emoji 🐧` + ` padded ` + `日本語`,
+             data = data, family = gaussian)
 saveRDS(model, args[2])
-rows <- read.csv(args[3], check.names = FALSE, encoding = "UTF-8")
-names(rows) <- enc2utf8(names(rows))
+rows <- jsonlite::fromJSON(args[3])
 rows$`日本語` <- factor(rows$`日本語`, levels = c("a", "b", "c"))
 cat(jsonlite::toJSON(unname(predict(model, newdata = rows, type = "response")), digits = NA))
 """
@@ -263,11 +264,11 @@ def test_the_r_service_serves_a_glm_with_backquoted_terms(tmp_path):
 
     artifact = tmp_path / "model.rds"
     doc_folder = tmp_path
-    frame(200, 0).to_csv(tmp_path / "train.csv", index=False)
+    frame(200, 0).to_json(tmp_path / "train.json", orient="records", force_ascii=False)
     rows = frame(4, 2)
-    rows.to_csv(tmp_path / "rows.csv", index=False)
+    rows.to_json(tmp_path / "rows.json", orient="records", force_ascii=False)
     done = subprocess.run(
-        [rscript(), "-e", R_TRAIN, tmp_path / "train.csv", artifact, tmp_path / "rows.csv"],
+        [rscript(), "-e", R_TRAIN, tmp_path / "train.json", artifact, tmp_path / "rows.json"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -295,8 +295,8 @@ class InputSchema:
             raise BadRequest(f"body is not valid CSV: {err}") from None
         table = [r for r in table if r]  # a trailing newline gives an empty row
         header, rows = table[0], table[1:]
-        if set(header) != self._nameset:  # a name may have its own spaces: the exact header first, then padded cells
-            header = [h.strip() for h in header]
+        # A name may have spaces of its own: a cell is matched exactly first, else without its padding.
+        header = [h if h in self._nameset else h.strip() for h in header]
         self._check_header(header)
         if not rows:
             raise BadRequest("CSV body has a header but no data rows")

@@ -415,8 +415,8 @@ input_schema <- function(columns, forms) {
         error = function(err) stop(bad_request(paste("body is not valid CSV:", conditionMessage(err))))
       )
       header <- as.character(unlist(table[1, ]))
-      # A name may have its own spaces: the exact header first, then the cells without padding.
-      if (!setequal(header[header != ""], names)) header <- trimws(header)
+      # A name may have spaces of its own: a cell is matched exactly first, else without its padding.
+      header <- ifelse(header %in% names, header, trimws(header))
       header <- header[header != "" | seq_along(header) <= length(names)]
       fields <- count.fields(textConnection(text), sep = ",", quote = "\"", blank.lines.skip = TRUE)
       check_header(header)
