@@ -158,6 +158,9 @@ def check_service(service: Service, rows: pd.DataFrame, expected: list[float], l
     assert answer.status == 200, answer.body[:500]
     assert np.allclose(answer.json()["predictions"], expected, rtol=0, atol=1e-9)
 
+    many = pd.concat([rows] * 15, ignore_index=True)  # above 50 rows the Python input log is written by pandas
+    assert service.post_json(many.to_dict("records")).status == 200
+
     for name in NAMES:
         bad = rows.to_dict("records")
         bad[1][name] = [1] if name != CATEGORICAL else 3.5
@@ -194,11 +197,25 @@ def check_service(service: Service, rows: pd.DataFrame, expected: list[float], l
 
     logged = wait_until(
         lambda: [json.loads(line) for f in sorted(logs.glob("inputs-*")) for line in f.read_text("utf-8").splitlines()],
-        lambda lines: len(lines) >= 5 * len(rows),
+        lambda lines: len(lines) >= 5 * len(rows) + len(many),
         message="the input log did not get the requests' rows",
     )
-    assert set(logged[0]) == {*NAMES, "__ts", "__prediction"}
+    assert all(set(line) == {*NAMES, "__ts", "__prediction"} for line in logged)
     assert logged[0][CATEGORICAL] == rows[CATEGORICAL].iloc[0]
+
+
+def check_drift_job(capsys, project: Path, logs: Path, out: Path) -> None:
+    """The drift job reads the input log by the same names; its report shows them (escaped in HTML)."""
+    from gitops_support import cli
+
+    profile = project / "deploy/base/monitoring/profile.json"
+    code, _, err = cli(capsys, "monitor", project.name, "--profile", profile, "--live", logs, "--out", out)
+    assert code == 0, err
+    report = json.loads((out / "drift-report.json").read_text("utf-8"))
+    assert sorted(f["name"] for f in report["features"]) == sorted(NAMES)
+    page = (out / "drift-report.html").read_text("utf-8")
+    assert "<h3>with &#34;quotes&#34;</h3>" in page and "<h3>emoji 🐧</h3>" in page
+    assert "id='sepal%20length%20%28cm%29'" in page and "href='#sepal%20length%20%28cm%29'" in page
 
 
 @pytest.mark.slow
@@ -213,18 +230,7 @@ def test_the_python_service_serves_any_column_name(python_model, tmp_path, capsy
     finally:
         service.stop()
 
-    # The drift job reads the log by the same names; its report shows them (escaped in HTML).
-    from gitops_support import cli
-
-    profile = project / "deploy/base/monitoring/profile.json"
-    code, _, err = cli(capsys, "monitor", "hard-names-python", "--profile", profile, "--live", logs,
-                       "--out", tmp_path / "report")  # fmt: skip
-    assert code == 0, err
-    report = json.loads((tmp_path / "report/drift-report.json").read_text("utf-8"))
-    assert sorted(f["name"] for f in report["features"]) == sorted(NAMES)
-    page = (tmp_path / "report/drift-report.html").read_text("utf-8")
-    assert "<h3>with &#34;quotes&#34;</h3>" in page and "<h3>emoji 🐧</h3>" in page
-    assert "id='sepal%20length%20%28cm%29'" in page and "href='#sepal%20length%20%28cm%29'" in page
+    check_drift_job(capsys, project, logs, tmp_path / "report")
 
     # The batch entry point reads the same CSV header.
     (tmp_path / "rows.csv").write_text(csv_body(rows), "utf-8")
@@ -259,7 +265,7 @@ cat(jsonlite::toJSON(unname(predict(model, newdata = rows, type = "response")), 
 
 
 @pytest.mark.slow
-def test_the_r_service_serves_a_glm_with_backquoted_terms(tmp_path):
+def test_the_r_service_serves_a_glm_with_backquoted_terms(tmp_path, capsys):
     from test_r_service import R_ENV, r_service, rscript
 
     artifact = tmp_path / "model.rds"
@@ -290,3 +296,4 @@ def test_the_r_service_serves_a_glm_with_backquoted_terms(tmp_path):
         check_service(service, rows, expected, logs)
     finally:
         service.stop()
+    check_drift_job(capsys, project, logs, tmp_path / "report")
