@@ -138,23 +138,86 @@ def test_deploy_end_to_end_serves_the_sample_like_the_object_in_memory(env, ngin
         service.stop()
 
 
-@pytest.mark.slow  # two deploys, each checking its artifact in a fresh process
-def test_version_defaults_to_the_next_free_one(env, tmp_path):
+@pytest.mark.slow  # several deploys, each checking its artifact in a fresh process
+def test_version_defaults_to_the_next_free_one_and_the_same_bytes_ship_once(env, tmp_path):
     frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "g": ["a", "b", "a", "b"]})
     model = make_pipeline(
         ColumnTransformer([("g", OneHotEncoder(), ["g"])], remainder="passthrough"), LinearRegression()
     ).fit(frame, [0.0, 1.0, 2.0, 3.5])
     registry = tmp_path / "registry"
     first = modelgen.deploy(model, "tiny", frame, registry=registry, gitops=env.path)
-    second = modelgen.deploy(model, "tiny", frame, registry=registry, gitops=env.path)
-    assert (first.version, second.version) == ("1.0.0", "1.0.1")
+    # The notebook cell run again: the same bytes are that version, nothing new is pushed.
+    again = modelgen.deploy(model, "tiny", frame, registry=registry, gitops=env.path)
+    assert (first.version, again.version) == ("1.0.0", "1.0.0")
+    assert again.branch == "modelgen/tiny-1.0.0"
+    assert "already ships these artifact bytes (pending on branch modelgen/tiny-1.0.0)" in again.message
+    assert Path(again.manifest).read_text() == Path(first.manifest).read_text()
+    assert env.branches() == ["main", "modelgen/tiny-1.0.0"]
+
+    retrained = make_pipeline(
+        ColumnTransformer([("g", OneHotEncoder(), ["g"])], remainder="passthrough"), LinearRegression()
+    ).fit(frame, [0.0, 1.0, 2.0, 4.0])
+    second = modelgen.deploy(retrained, "tiny", frame, registry=registry, gitops=env.path)
+    assert second.version == "1.0.1"
     assert env.branches() == ["main", "modelgen/tiny-1.0.0", "modelgen/tiny-1.0.1"]
     manifest = yaml.safe_load(Path(second.manifest).read_text())
     assert (manifest["spec"]["task"], manifest["spec"]["output"]) == ("regression", {"type": "value"})
     # A version taken in the registry by other bytes is skipped, never overwritten.
     (registry / "tiny" / "1.0.2").mkdir()
     (registry / "tiny" / "1.0.2" / "model.joblib").write_bytes(b"someone else's")
-    assert modelgen.deploy(model, "tiny", frame, registry=registry, gitops=env.path).version == "1.0.3"
+    third = make_pipeline(
+        ColumnTransformer([("g", OneHotEncoder(), ["g"])], remainder="passthrough"), LinearRegression()
+    ).fit(frame, [0.0, 1.0, 2.0, 5.0])
+    assert modelgen.deploy(third, "tiny", frame, registry=registry, gitops=env.path).version == "1.0.3"
+
+
+@pytest.mark.slow  # deploys up to their round-trip check
+def test_a_failed_deploy_leaves_nothing_and_the_next_takes_the_same_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    model = LinearRegression().fit(frame, [0.0, 1.0, 2.0, 3.0])
+    registry = tmp_path / "registry"
+    kwargs = {"registry": registry, "gitops": False, "owner": "a.b@example.com"}
+    # The manifest's problems name the argument to change, not a staging file.
+    with pytest.raises(DeployError) as failed:
+        modelgen.deploy(model, "reg", frame, metadata={"serving": {"replicas": 500}}, **kwargs)
+    assert "metadata['serving'] (spec.serving.replicas)" in str(failed.value)
+    assert "model.yaml" not in str(failed.value)
+    assert "cache" not in str(failed.value)
+    with pytest.raises(DeployError, match=r"metadata\['environments'\] \(spec.environments\[0\]\)"):
+        modelgen.deploy(model, "reg", frame, metadata={"environments": ["Not An Env"]}, **kwargs)
+    assert not registry.exists() or not any(registry.rglob("*.joblib"))
+    assert not (tmp_path / "cache" / "deployments" / "reg").exists()
+
+    shipped = modelgen.deploy(model, "reg", frame, **kwargs)
+    assert shipped.version == "1.0.0"
+    assert sorted(p.name for p in (registry / "reg" / "1.0.0").iterdir()) == [
+        "model.joblib", "model.yaml", "sample.json"
+    ]  # fmt: skip
+    # Without GitOps, the registry's manifests tell which version holds these bytes.
+    again = modelgen.deploy(model, "reg", frame, **kwargs)
+    assert (again.version, again.branch) == ("1.0.0", None)
+    assert "already ships these artifact bytes (in the registry)" in again.message
+    assert not (registry / "reg" / "1.0.1").exists()
+    # An explicit version is a new version, whatever its bytes.
+    assert modelgen.deploy(model, "reg", frame, version="2.0.0", **kwargs).version == "2.0.0"
+
+
+def test_unknown_arguments_and_metadata_are_refused_naming_what_is_allowed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELGEN_CACHE", str(tmp_path / "cache"))
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    model = LinearRegression().fit(frame, [0.0, 1.0, 2.0, 3.0])
+    kwargs = {"registry": tmp_path / "registry", "gitops": False, "owner": "a.b@example.com"}
+    unknown = r"unknown argument\(s\) nullable \(allowed: version, .*columns\); .*columns="
+    with pytest.raises(DeployError, match=unknown):
+        modelgen.deploy(model, "reg", frame, nullable={"x": True}, **kwargs)
+    with pytest.raises(DeployError, match=r"metadata has unknown key\(s\) owner, team \(allowed: description, "):
+        modelgen.deploy(model, "reg", frame, metadata={"team": "risk", "owner": "x"}, **kwargs)
+    with pytest.raises(DeployError, match=r"sample/reference/columns: .*'y'"):
+        modelgen.deploy(model, "reg", frame, columns={"y": {"nullable": False}}, **kwargs)
+    with pytest.raises(DeployError, match="reference must be a non-empty pandas DataFrame"):
+        modelgen.deploy(model, "reg", frame, reference=frame.iloc[:0], **kwargs)
+    assert not (tmp_path / "registry").exists()
 
 
 def test_schema_inference_on_pandas_dtypes(tmp_path, monkeypatch):

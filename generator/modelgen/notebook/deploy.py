@@ -4,7 +4,8 @@ serialize → check the artifact in a fresh process (it predicts the sample exac
 object in memory) → infer the manifest (input schema from the sample, task and classes from
 the estimator, pinned requirements from the libraries the object uses, provenance) → upload
 to the registry → ``generate --gitops --merge-request``. Nothing is uploaded or pushed unless
-every check before it passed.
+every check before it passed: a failed call leaves nothing behind, and the next one takes the
+same version. Bytes identical to a version already shipped return that version's Deployment.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from modelgen import __version__
-from modelgen.errors import DeployError
+from modelgen.errors import DeployError, ManifestError, ModelgenError
 from modelgen.manifest import default, load
 from modelgen.manifest.infer import input_columns, sample_records
 from modelgen.manifest.model import API_VERSION
@@ -107,6 +108,7 @@ def deploy(
     format: str = "joblib",
     reference: Any = None,
     columns: Mapping[str, Mapping[str, Any]] | None = None,
+    **unknown: Any,
 ) -> Deployment:
     """Ship ``model`` (fitted, the whole pipeline) as ``name``; ``sample`` is a DataFrame of raw input rows.
 
@@ -120,6 +122,11 @@ def deploy(
     Every input column is nullable unless ``reference`` shows it never missing or ``columns``
     says otherwise: ``columns={"age": {"nullable": False}, "island": {"strict": True}}`` (keys:
     ``nullable``, ``strict``, ``categories``, ``description``).
+
+    Nothing is uploaded or pushed before every check passed (the manifest as it will be written,
+    the round trip through the generated project); problems name the argument or column to
+    change. Without ``version``, artifact bytes identical to a version the GitOps repository (or
+    a pending branch, or the registry) already holds return that version's Deployment unchanged.
 
     >>> import pandas as pd
     >>> from sklearn.linear_model import LogisticRegression
@@ -135,8 +142,10 @@ def deploy(
       artifact  https://nexus.example.com/repository/models/penguin-species/1.0.0/model.joblib
       ...
     """
-    meta = dict(metadata or {})
-    _check_arguments(name, sample, format)
+    if unknown:
+        raise DeployError(_unknown_arguments(unknown))
+    meta = _checked_metadata(metadata)
+    _check_arguments(name, sample, format, reference)
     store = registry_for(_setting(registry, REGISTRY_VARIABLE, "registry"))
     gitops_url = _setting(gitops, GITOPS_VARIABLE, "gitops") if gitops is not False else None
     owner = owner or os.environ.get(OWNER_VARIABLE) or _git_email()
@@ -144,42 +153,55 @@ def deploy(
         raise DeployError(f"say who owns the model: owner='jane.doe@example.com' (or ${OWNER_VARIABLE})")
 
     task, output = infer_task(model, task)
-    overrides = columns
-    columns = input_columns(sample, reference=reference, columns=overrides)
-    records = sample_records(sample, columns, size=min(20, len(sample)))
+    try:
+        inputs = input_columns(sample, reference=reference, columns=columns)
+    except ModelgenError as err:
+        raise DeployError(f"sample/reference/columns: {err}") from None
+    records = sample_records(sample, inputs, size=min(20, len(sample)))
     data, trusted = serialize(model, format)
+    sha256 = hashlib.sha256(data).hexdigest()
     references = referenced_globals(model)
     modules = local_modules(references, code)
     pins = pin_requirements(references, format, requirements)
-
-    document = functools.partial(
-        _document, model, meta, name=name, owner=owner, task=task, output=output, columns=columns, pins=pins,
-        modules=modules, format=format, trusted=trusted, sha256=hashlib.sha256(data).hexdigest(),
-    )  # fmt: skip
-    # Before anything is uploaded: the project as it will be generated (version and place to come).
-    rehearsal = document(version="0.0.0", uri=f"file:///round-trip/model.{format}", environments=["dev"])
-    check_round_trip(model, rehearsal, data, sample, columns, modules)
 
     repo = None
     if gitops_url is not None:
         from modelgen.gitops.repo import GitopsRepo
 
         repo = GitopsRepo.open(gitops_url)
+    if version is None:
+        # The same bytes as a version already shipped: re-running the notebook cell changes nothing.
+        same = already_deployed(name, sha256, repo, store, format)
+        if same is not None:
+            return same
     version = check_version(version) if version else next_version(name, repo, store, format)
     every = list(repo.settings.environments) if repo else default("spec", "environments")
 
-    reference_rows = _reference_rows(reference, columns)
-    artifact = store.publish(name, version, f"model.{format}", data)
+    document = functools.partial(
+        _document, model, meta, name=name, owner=owner, task=task, output=output, columns=inputs, pins=pins,
+        modules=modules, format=format, trusted=trusted, sha256=sha256,
+    )  # fmt: skip
+    # Every check before anything is uploaded: the manifest as it will be written (its real
+    # version and URIs, schema and rules), then the round trip through the generated project.
+    artifact_uri = store.uri(name, version, f"model.{format}")
     monitoring = None
-    if reference_rows is not None:
-        uploaded = store.publish(name, version, "reference.csv", reference_rows)
-        monitoring = {**dict(meta.get("monitoring") or {}), "reference": uploaded.uri}
+    if reference is not None:
+        monitoring = {**dict(meta.get("monitoring") or {}), "reference": store.uri(name, version, "reference.csv")}
     manifest = document(
-        version=version, uri=artifact.uri, environments=meta.get("environments") or every, monitoring=monitoring
+        version=version, uri=artifact_uri, environments=meta.get("environments") or every, monitoring=monitoring
     )
+    with tempfile.TemporaryDirectory(prefix="modelgen-deploy-") as tmp:
+        checked_manifest(_handover(Path(tmp) / "model", manifest, data, records, modules), inputs)
+    rehearsal = document(version="0.0.0", uri=f"file:///round-trip/model.{format}", environments=["dev"])
+    check_round_trip(model, rehearsal, data, sample, inputs, modules)
+    reference_rows = _reference_rows(reference, inputs)
+
+    artifact = store.publish(name, version, f"model.{format}", data)
+    if reference_rows is not None:
+        store.publish(name, version, "reference.csv", reference_rows)
     out = _out_dir(name, version)
     path = _handover(out, manifest, data, records, modules)
-    checked = load(path)  # the schema and every rule `modelgen validate` applies
+    checked = load(path)
 
     branch = url = None
     message = f"uploaded {artifact.uri}; manifest at {path}"
@@ -191,6 +213,132 @@ def deploy(
     for extra in ("model.yaml", "sample.json", *(m.name for m in modules)):
         store.publish(name, version, extra, (out / extra).read_bytes())
     return Deployment(name, version, artifact.uri, artifact.sha256, path, branch, url, message)
+
+
+# What ``metadata`` may hold, and where each goes in the manifest.
+METADATA = ("description", "data", "metrics", "source", "serving", "environments", "monitoring")
+# deploy()'s keyword arguments, named when an unknown one is given.
+ARGUMENTS = (
+    "version", "task", "owner", "registry", "gitops", "merge_request", "code", "requirements", "metadata",
+    "format", "reference", "columns",
+)  # fmt: skip
+# Where a manifest problem comes from in the call, by the manifest path it is reported at.
+_CAUSES = (
+    ("metadata.name", "name"),
+    ("metadata.version", "version"),
+    ("metadata.owner", "owner"),
+    ("metadata.description", "metadata['description']"),
+    ("metadata.provenance", "metadata (data, metrics, source)"),
+    ("spec.serving", "metadata['serving']"),
+    ("spec.environments", "metadata['environments']"),
+    ("spec.monitoring", "metadata['monitoring']"),
+    ("spec.requirements", "requirements"),
+    ("spec.code", "code"),
+    ("spec.task", "task"),
+    ("spec.output", "task (the output inferred for it)"),
+    ("spec.artifact", "registry"),
+)
+
+
+def _unknown_arguments(unknown: Mapping[str, Any]) -> str:
+    names = ", ".join(sorted(unknown))
+    hint = ""
+    if {"nullable", "required", "strict"} & set(unknown):
+        hint = "; say which columns may be null or are strict with columns={'age': {'nullable': False}}"
+    return f"deploy() got unknown argument(s) {names} (allowed: {', '.join(ARGUMENTS)}){hint}"
+
+
+def _checked_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise DeployError(f"metadata must be a mapping of {', '.join(METADATA)}")
+    unknown = sorted(str(k) for k in metadata if k not in METADATA)
+    if unknown:
+        hint = " (strict columns: columns={'island': {'strict': True}})" if "strict" in unknown else ""
+        raise DeployError(f"metadata has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(METADATA)}){hint}")
+    return dict(metadata)
+
+
+def checked_manifest(path: Path, columns: Sequence[Mapping[str, Any]]) -> Any:
+    """``load(path)``, with each problem told as the argument or column of the call that caused it.
+
+    The file is deploy()'s own staging copy: its path and line mean nothing to the caller.
+    """
+    try:
+        return load(path)
+    except ManifestError as err:
+        causes = [f"{_cause(p.path, columns)}: {p.message}" for p in err.problems]
+        raise DeployError("the manifest deploy() would write is not valid:\n" + "\n".join(causes)) from None
+
+
+def _cause(path: str, columns: Sequence[Mapping[str, Any]]) -> str:
+    if path.startswith("spec.input["):
+        index = int(path[len("spec.input[") : path.index("]")])
+        rest = path[path.index("]") + 1 :].lstrip(".")
+        column = f"column {columns[index]['name']!r}" if index < len(columns) else "sample"
+        return f"{column} ({rest})" if rest else column
+    for prefix, cause in _CAUSES:
+        if path == prefix or path.startswith((prefix + ".", prefix + "[")):
+            return f"{cause} ({path})"
+    return path or "the manifest"
+
+
+def already_deployed(name: str, sha256: str, repo: Any, store: Any, format: str) -> Deployment | None:
+    """The version already holding these artifact bytes, as the Deployment that shipped it, or None.
+
+    Looked up on the GitOps target branch and the pending ``modelgen/<name>-<version>`` branches;
+    without a GitOps repository, in the registry's manifests beside the artifacts.
+    """
+    for manifest, branch in _known_versions(name, repo, store, format):
+        if manifest.artifact.sha256 != sha256:
+            continue
+        out = _out_dir(name, manifest.version)
+        path = out / "model.yaml"
+        if not path.is_file():
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(manifest.text, encoding="utf-8")
+        where = f"pending on branch {branch}" if branch else ("deployed" if repo is not None else "in the registry")
+        message = (
+            f"{name} {manifest.version} already ships these artifact bytes ({where}): nothing uploaded or pushed; "
+            "to ship the same model with other settings, give it a new version (version=...)"
+        )
+        return Deployment(name, manifest.version, manifest.artifact.uri, sha256, path, branch, None, message)
+    return None
+
+
+def _known_versions(name: str, repo: Any, store: Any, format: str) -> Iterable[tuple[Any, str | None]]:
+    from modelgen.manifest import load_text
+
+    if repo is not None:
+        from modelgen.gitops.repo import deployed
+
+        on_target = deployed(repo, name, repo.head) if repo.head else None
+        if on_target is not None:
+            yield on_target, None
+        for version in _branch_versions(name, repo):
+            branch = f"modelgen/{name}-{version}"
+            pending = deployed(repo, name, repo.branch_head(branch))
+            if pending is not None:
+                yield pending, branch
+        return
+    patch = 0
+    while store.exists(f"{name}/1.0.{patch}/model.{format}"):
+        where = f"{name}/1.0.{patch}/model.yaml"
+        text = store.read(where)
+        try:
+            kept = load_text(text.decode("utf-8"), f"{where} in the registry") if text is not None else None
+        except (ManifestError, UnicodeDecodeError):
+            kept = None  # an unreadable manifest there ships nothing this call could return
+        if kept is not None:
+            yield kept, None
+        patch += 1
+
+
+def _branch_versions(name: str, repo: Any) -> list[str]:
+    refs = repo.git.text("for-each-ref", "--format=%(refname:short)", f"refs/remotes/origin/modelgen/{name}-*").split()
+    tails = [ref.rsplit(f"modelgen/{name}-", 1)[-1] for ref in refs]
+    return sorted((t for t in tails if VERSION.fullmatch(t)), key=_triple, reverse=True)
 
 
 def _document(model: Any, meta: Mapping[str, Any], monitoring: dict[str, Any] | None = None, **given: Any) -> dict:
@@ -225,7 +373,7 @@ def _document(model: Any, meta: Mapping[str, Any], monitoring: dict[str, Any] | 
     return {"apiVersion": API_VERSION, "kind": "Model", "metadata": metadata, "spec": spec}
 
 
-def _check_arguments(name: str, sample: Any, format: str) -> None:
+def _check_arguments(name: str, sample: Any, format: str, reference: Any) -> None:
     import pandas as pd
 
     check_name(name)
@@ -233,6 +381,8 @@ def _check_arguments(name: str, sample: Any, format: str) -> None:
         raise DeployError(f"format={format!r} is not one of {', '.join(FORMATS)}")
     if not isinstance(sample, pd.DataFrame) or sample.empty:
         raise DeployError("sample must be a non-empty pandas DataFrame of raw input rows (e.g. X_train.head(200))")
+    if reference is not None and (not isinstance(reference, pd.DataFrame) or reference.empty):
+        raise DeployError("reference must be a non-empty pandas DataFrame of raw input rows (e.g. X_train)")
 
 
 def _publish(repo: Any, manifest: Any, merge_request: bool) -> Any:
@@ -397,12 +547,7 @@ def next_version(name: str, repo: Any, store: Any, format: str) -> str:
         on_target = deployed(repo, name, repo.head) if repo.head else None
         if on_target:
             known.append(_triple(on_target.version))
-        for ref in repo.git.text(
-            "for-each-ref", "--format=%(refname:short)", f"refs/remotes/origin/modelgen/{name}-*"
-        ).split():
-            tail = ref.rsplit(f"modelgen/{name}-", 1)[-1]
-            if VERSION.fullmatch(tail):
-                known.append(_triple(tail))
+        known.extend(_triple(v) for v in _branch_versions(name, repo))
     major, minor, patch = max(known) if known else (1, 0, -1)
     while True:
         patch += 1
@@ -505,12 +650,8 @@ def _handover(
 
 def _reference_rows(reference: Any, columns: Sequence[Mapping[str, Any]]) -> bytes | None:
     """The reference rows as the CSV the registry keeps, with exactly the input columns."""
-    import pandas as pd
-
     if reference is None:
         return None
-    if not isinstance(reference, pd.DataFrame) or reference.empty:
-        raise DeployError("reference must be a non-empty pandas DataFrame of raw input rows (e.g. X_train)")
     names = [c["name"] for c in columns]
     missing = [n for n in names if n not in reference.columns]
     if missing:

@@ -55,6 +55,8 @@ class Registry(Protocol):
 
     def publish(self, name: str, version: str, filename: str, data: bytes) -> Artifact: ...
 
+    def uri(self, name: str, version: str, filename: str) -> str: ...
+
     def fetch(self, uri: str, sha256: str) -> bytes: ...
 
     def read(self, path: str) -> bytes | None: ...
@@ -73,8 +75,7 @@ class LocalRegistry:
 
         A published version never changes: other bytes under an existing version are refused.
         """
-        _check_place(name, version, filename)
-        target = self.root / name / version / filename
+        target = self._target(name, version, filename)
         artifact = Artifact(uri=target.as_uri(), sha256=sha256_hex(data), path=target)
         try:
             if _create(target, data):
@@ -86,6 +87,14 @@ class LocalRegistry:
         _same_bytes(name, version, target, existing, data)
         log.info("%s is already published with the same bytes", artifact.uri)
         return artifact
+
+    def uri(self, name: str, version: str, filename: str) -> str:
+        """The URI ``publish`` gives this file, known before anything is uploaded."""
+        return self._target(name, version, filename).as_uri()
+
+    def _target(self, name: str, version: str, filename: str) -> Path:
+        _check_place(name, version, filename)
+        return self.root / name / version / filename
 
     def fetch(self, uri: str, sha256: str) -> bytes:
         """The artifact's bytes, after checking they are the ones published (``sha256``)."""
@@ -171,6 +180,11 @@ class HttpRegistry:
 
     def url(self, name: str, version: str, filename: str) -> str:
         return f"{self.base_url}/{name}/{version}/{filename}"
+
+    def uri(self, name: str, version: str, filename: str) -> str:
+        """The URI ``publish`` gives this file, known before anything is uploaded."""
+        _check_place(name, version, filename)
+        return self.url(name, version, filename)
 
     def publish(self, name: str, version: str, filename: str, data: bytes) -> Artifact:
         """PUT ``data`` unless the version exists; the same bytes again is a no-op, other bytes are refused."""
