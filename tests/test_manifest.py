@@ -629,7 +629,10 @@ CASES = [
     ),
     Case(
         "no-requirements",
-        ["model.yaml:18: spec.requirements: has 0 item(s) (allowed: at least 1)"],
+        [
+            "model.yaml:18: spec.requirements: is empty, but a Python model needs the libraries it was trained "
+            "with (allowed: at least one pin such as scikit-learn==1.5.2; only an R model may need none)"
+        ],
         edits=[("[scikit-learn==1.5.2, xgboost==2.1.1]", "[]")],
     ),
     # ---- input columns

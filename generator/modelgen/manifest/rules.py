@@ -261,6 +261,17 @@ def r_fields_on_r(c: Checked) -> None:
                 c.add(("spec", key), f"{key} applies to R models only (allowed here: leave it out)")
 
 
+def python_requirements(c: Checked) -> None:
+    # A base-R model (lm, glm) needs no package beyond R; a Python artifact always needs the
+    # library that pickled it.
+    if c.get("spec", "runtime") == "python" and c.get("spec", "requirements") == []:
+        c.add(
+            ("spec", "requirements"),
+            "is empty, but a Python model needs the libraries it was trained with "
+            "(allowed: at least one pin such as scikit-learn==1.5.2; only an R model may need none)",
+        )
+
+
 def trusted_only_for_skops(c: Checked) -> None:
     if c.get("spec", "runtime") is MISSING:
         return
@@ -432,6 +443,7 @@ RULES: tuple[Rule, ...] = (
     environment_scaling_bounds,
     runtime_values,
     r_fields_on_r,
+    python_requirements,
     trusted_only_for_skops,
     code_of_the_runtime,
     code_files,
