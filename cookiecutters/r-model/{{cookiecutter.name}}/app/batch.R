@@ -14,7 +14,7 @@ for (part in c("settings.R", "payload.R", "model.R")) source(file.path(app_dir, 
 
 predictor <- tryCatch(
   {
-    model <- load_model(model_path, sha256, file.path(project_dir, "model_code"))
+    model <- load_model(model_path, sha256, file.path(project_dir, "model_code"), required_packages)
     types <- training_types(model, contract$columns)
     predictor_for(model, contract$output)
   },

@@ -5,7 +5,7 @@ artifact_error <- function(message) {
   structure(class = c("artifact_error", "error", "condition"), list(message = message, call = NULL))
 }
 
-load_model <- function(path, expected_sha256, code_dir) {
+load_model <- function(path, expected_sha256, code_dir, packages = character()) {
   if (!file.exists(path)) stop(artifact_error(sprintf("model artifact %s not found (set MODEL_PATH)", path)))
   actual <- digest::digest(file = path, algo = "sha256")
   if (!identical(actual, tolower(expected_sha256))) {
@@ -13,7 +13,15 @@ load_model <- function(path, expected_sha256, code_dir) {
       "model artifact %s has sha256 %s, expected %s; refusing to start", path, actual, expected_sha256
     )))
   }
-  # Code the model needs (spec.code) is sourced first, as it was in the training session.
+  # The pinned packages' namespaces are loaded first: their S3 methods (predict.randomForest)
+  # are registered only then, and an object without closures (randomForest, a plain glm's
+  # family aside) would not load them itself.
+  for (package in packages) {
+    tryCatch(loadNamespace(package), error = function(err) {
+      stop(artifact_error(sprintf("package %s (spec.requirements) does not load: %s", package, conditionMessage(err))))
+    })
+  }
+  # Code the model needs (spec.code) is sourced next, as it was in the training session.
   for (file in sort(list.files(code_dir, pattern = "\\.R$", full.names = TRUE))) source(file, local = globalenv())
   tryCatch(prepared(readRDS(path)), error = function(err) {
     stop(artifact_error(sprintf("model artifact %s cannot be loaded: %s", path, conditionMessage(err))))

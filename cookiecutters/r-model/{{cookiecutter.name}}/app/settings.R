@@ -8,3 +8,5 @@ env <- function(name, default) {
 contract <- jsonlite::read_json(file.path(app_dir, "contract.json"))
 model_path <- env("MODEL_PATH", file.path(project_dir, paste0("model.", contract$artifact$format)))
 sha256 <- tolower(env("MODEL_SHA256", contract$artifact$sha256))
+# The packages the model was pinned with (spec.requirements, dependencies included).
+required_packages <- vapply(contract$requirements, function(r) sub("==.*$", "", r), "")

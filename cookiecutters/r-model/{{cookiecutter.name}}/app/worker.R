@@ -21,7 +21,7 @@ if (env("MODELGEN_MONITORING", "1") != "0" && !is.null(contract$monitoring)) {
 
 model <- tryCatch(
   {
-    m <- load_model(model_path, sha256, file.path(project_dir, "model_code"))
+    m <- load_model(model_path, sha256, file.path(project_dir, "model_code"), required_packages)
     router <- build_router(
       m, contract, app_dir, sha256,
       max_request_bytes = as.numeric(env("MAX_REQUEST_BYTES", contract$maxRequestBytes)),
