@@ -170,6 +170,18 @@ def test_version_defaults_to_the_next_free_one_and_the_same_bytes_ship_once(env,
     ).fit(frame, [0.0, 1.0, 2.0, 5.0])
     assert modelgen.deploy(third, "tiny", frame, registry=registry, gitops=env.path).version == "1.0.3"
 
+    # A refused push after the upload: the next call takes that version again, not the one after.
+    fourth = make_pipeline(
+        ColumnTransformer([("g", OneHotEncoder(), ["g"])], remainder="passthrough"), LinearRegression()
+    ).fit(frame, [0.0, 1.0, 2.0, 6.0])
+    env.reject()
+    with pytest.raises(ModelgenError, match="refused the push"):
+        modelgen.deploy(fourth, "tiny", frame, registry=registry, gitops=env.path)
+    assert sorted(p.name for p in (registry / "tiny" / "1.0.4").iterdir()) == ["model.joblib"]
+    env.reject(False)
+    assert modelgen.deploy(fourth, "tiny", frame, registry=registry, gitops=env.path).version == "1.0.4"
+    assert not (registry / "tiny" / "1.0.5").exists()
+
 
 @pytest.mark.slow  # deploys up to their round-trip check
 def test_a_failed_deploy_leaves_nothing_and_the_next_takes_the_same_version(tmp_path, monkeypatch):

@@ -174,7 +174,7 @@ def deploy(
         same = already_deployed(name, sha256, repo, store, format)
         if same is not None:
             return same
-    version = check_version(version) if version else next_version(name, repo, store, format)
+    version = check_version(version) if version else next_version(name, repo, store, format, data)
     every = list(repo.settings.environments) if repo else default("spec", "environments")
 
     document = functools.partial(
@@ -538,8 +538,12 @@ def provenance(model: Any, meta: Mapping[str, Any], pins: Sequence[str]) -> dict
     return record
 
 
-def next_version(name: str, repo: Any, store: Any, format: str) -> str:
-    """One patch above the highest version the GitOps repository or its branches know, and free in the registry."""
+def next_version(name: str, repo: Any, store: Any, format: str, data: bytes | None = None) -> str:
+    """One patch above the highest version the GitOps repository or its branches know, and free in the registry.
+
+    A version whose artifact is ``data`` itself but that has no manifest in the registry is taken
+    again: an earlier call uploaded it and then failed to push, and it is not left behind.
+    """
     known: list[tuple[int, int, int]] = []
     if repo is not None:
         from modelgen.gitops.repo import deployed
@@ -553,6 +557,9 @@ def next_version(name: str, repo: Any, store: Any, format: str) -> str:
         patch += 1
         candidate = f"{major}.{minor}.{patch}"
         if not store.exists(f"{name}/{candidate}/model.{format}"):
+            return candidate
+        unfinished = not store.exists(f"{name}/{candidate}/model.yaml")
+        if unfinished and data is not None and store.read(f"{name}/{candidate}/model.{format}") == data:
             return candidate
 
 
