@@ -258,16 +258,16 @@ def test_schema_inference_on_pandas_dtypes(tmp_path, monkeypatch):
     assert deployment.branch is None
     spec = yaml.safe_load(Path(deployment.manifest).read_text())["spec"]
     assert spec["input"] == [
-        {"name": "visits", "type": "integer", "nullable": True},
-        {"name": "plan", "type": "string", "nullable": True, "categories": ["basic", "pro"]},
+        {"name": "visits", "type": "integer", "dtype": "Int64", "nullable": True},  # rebuilt as trained
+        {"name": "plan", "type": "string", "dtype": "category", "nullable": True, "categories": ["basic", "pro"]},
         {"name": "active", "type": "boolean", "nullable": True},  # no gap in 6 rows proves nothing
         {"name": "fee", "type": "number", "nullable": True},
     ]
     assert spec["output"] == {"type": "probabilities", "classes": [0, 1]}
 
-    dated = frame.assign(signup=pd.to_datetime(["2024-01-01"] * 6))
-    with pytest.raises(ModelgenError, match="column 'signup' holds datetime64 values.*convert it"):
-        modelgen.deploy(model, "churn", dated, registry=tmp_path / "registry", gitops=False, owner="a.b@example.com")
+    waited = frame.assign(signup=pd.to_timedelta(["1 day"] * 6))
+    with pytest.raises(ModelgenError, match="column 'signup' holds timedelta64 values.*convert it"):
+        modelgen.deploy(model, "churn", waited, registry=tmp_path / "registry", gitops=False, owner="a.b@example.com")
 
 
 @pytest.mark.slow  # a deploy and its round-trip check

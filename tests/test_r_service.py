@@ -580,7 +580,11 @@ def test_both_runtimes_take_the_accepted_value_forms_from_the_contract(tmp_path)
     """Change the contract's ``values`` and both services follow: the forms are data, not code."""
     columns = [contract_module.column({"name": "n", "type": "integer", "nullable": True})]
     columns.append(contract_module.column({"name": "b", "type": "boolean"}))
-    values = {"integralFloats": False, "csv": {"null": "NA", "true": ["yes"], "false": ["no"]}}
+    values = {
+        "integralFloats": False,
+        "csv": {"null": "NA", "true": ["yes"], "false": ["no"]},
+        "datetime": contract_module.VALUES["datetime"],
+    }
     cases = [
         {"csv": True, "body": "n,b\nNA,yes\n3,no\n"},  # accepted: null and the booleans as declared
         {"csv": True, "body": "n,b\n3.0,yes\n"},  # no integral floats
@@ -631,3 +635,147 @@ def test_both_runtimes_take_the_accepted_value_forms_from_the_contract(tmp_path)
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value)
+
+
+def test_both_runtimes_take_the_datetime_form_from_the_contract(tmp_path):
+    """A contract whose values.datetime allows dates only: both services refuse a time, and agree on
+    the instants they accept (R's as seconds since 1970 UTC, pandas' naive UTC timestamps)."""
+    columns = [contract_module.column({"name": "t", "type": "datetime", "nullable": True})]
+    values = {**contract_module.VALUES, "datetime": "[0-9]{4}-[0-9]{2}-[0-9]{2}"}
+    cases = [
+        {"csv": False, "body": '[{"t": "2024-03-01"}, {"t": null}]'},
+        {"csv": True, "body": "t\n2024-03-01\n1969-12-31\n"},
+        {"csv": False, "body": '[{"t": "2024-03-01"}, {"t": "2024-03-01T10:00Z"}]'},
+        {"csv": True, "body": "t\n2024-03-01 10:00\n"},
+        {"csv": False, "body": '[{"t": "2024-02-30"}]'},
+    ]
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"columns": columns, "values": values, "cases": cases}))
+    app = templates_dir() / "r-model" / "{{cookiecutter.name}}" / "app"
+    done = subprocess.run(
+        [rscript(), "-e", VALUE_FORMS, app, spec],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **R_ENV},
+    )
+    assert done.returncode == 0, done.stderr
+    r_answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+    sys.path.insert(0, str(templates_dir() / "python-model" / "{{cookiecutter.name}}"))
+    try:
+        payload = importlib.import_module("app.payload")
+    finally:
+        sys.path.pop(0)
+    schema = payload.InputSchema(columns, values)
+    python_answers = []
+    for case in cases:
+        try:
+            frame = (schema.from_csv if case["csv"] else schema.from_json)(case["body"].encode())
+        except payload.BadRequest as err:
+            python_answers.append({"column": err.column, "row": err.row})
+        else:
+            stamps = frame["t"].tolist()
+            python_answers.append({"values": {"t": [None if s is None or s != s else s.timestamp() for s in stamps]}})
+    day = 1709251200.0  # 2024-03-01T00:00:00Z
+    assert python_answers == [
+        {"values": {"t": [day, None]}},
+        {"values": {"t": [day, -86400.0]}},
+        {"column": "t", "row": 1},
+        {"column": "t", "row": 0},
+        {"column": "t", "row": 0},
+    ]
+    assert r_answers == python_answers
+
+
+DATETIME_FORMS = r"""
+args <- commandArgs(TRUE)
+source(file.path(args[1], "payload.R"))
+spec <- jsonlite::read_json(args[2])
+schema <- input_schema(spec$columns, spec$values)
+for (case in spec$cases) {
+  body <- charToRaw(enc2utf8(case$body))
+  out <- tryCatch(
+    {
+      values <- if (case$csv) schema$from_csv(body) else schema$from_json(body)
+      list(classes = lapply(values, function(v) class(v)[1]), zone = attr(values$at, "tzone"),
+           values = lapply(values, function(v) as.list(ifelse(is.na(v), NA, as.numeric(v)))))
+    },
+    bad_request = function(err) list(column = err$column, row = err$row, message = err$message)
+  )
+  cat(as.character(jsonlite::toJSON(out, auto_unbox = TRUE, null = "null", na = "null", digits = NA)), "\n")
+}
+"""
+
+
+def test_iso_8601_dates_and_times_are_read_as_the_instants_they_name(tmp_path):
+    """Every form a client may write a datetime in (an offset or Z, none for UTC, a space for the T,
+    minutes only, fractions of a second) is one instant, in JSON and CSV; a Date column takes a day
+    (or its midnight UTC); anything else is a 400 naming the cell."""
+    from datetime import UTC, date, datetime
+
+    def seconds(*parts) -> float:
+        return datetime(*parts, tzinfo=UTC).timestamp()
+
+    def days(*parts) -> int:
+        return (date(*parts) - date(1970, 1, 1)).days
+
+    columns = [
+        contract_module.column({"name": "day of visit", "type": "datetime", "dtype": "Date"}),
+        contract_module.column({"name": "at", "type": "datetime", "nullable": True}),  # no dtype: POSIXct
+    ]
+    names = ["day of visit", "at"]
+    forms = {
+        "2024-03-01T12:30:15Z": seconds(2024, 3, 1, 12, 30, 15),
+        "2024-03-01T14:30:15+02:00": seconds(2024, 3, 1, 12, 30, 15),
+        "2024-03-01T07:00:15-05:30": seconds(2024, 3, 1, 12, 30, 15),
+        "2024-03-01 12:30:15": seconds(2024, 3, 1, 12, 30, 15),
+        "2024-03-01T12:30": seconds(2024, 3, 1, 12, 30),
+        "2024-03-01T12:30:15.25Z": seconds(2024, 3, 1, 12, 30, 15) + 0.25,
+        "2024-03-01": seconds(2024, 3, 1),
+        "2024-02-29T23:30:00-01:00": seconds(2024, 3, 1, 0, 30),
+        "1969-12-31T23:59:59Z": -1.0,
+    }
+    records = [{"day of visit": "2024-03-01", "at": text} for text in forms]
+    records[1]["day of visit"] = "2024-03-01T00:00:00.000Z"  # a date as pandas or JavaScript writes one
+    records[2]["at"] = None
+    expected_at = list(forms.values())
+    expected_at[2] = None
+    bad = [
+        ("day of visit", "2024-13-01", "is not a valid date or date-time"),
+        ("day of visit", "2024-03-01T10:00:00Z", "has a time of day, but the column holds dates"),
+        ("day of visit", None, "null is not allowed"),
+        ("at", "2024-03-01T12:30:61Z", "is not a valid date or date-time"),
+        ("at", "2024-03-01T12", "is not an ISO 8601 date or date-time"),
+        ("at", "1 March 2024", "is not an ISO 8601 date or date-time"),
+        ("at", 1709296215, "is not a date-time (an ISO 8601 string)"),
+    ]
+    cases = [{"csv": False, "body": json.dumps(records)}, {"csv": True, "body": _csv(names, records)}]
+    for column, value, _ in bad:
+        body = [dict(r) for r in records[:3]]
+        body[2][column] = value
+        cases.append({"csv": False, "body": json.dumps(body)})
+        if not isinstance(value, int):  # a CSV cell is text (an empty one null)
+            cases.append({"csv": True, "body": _csv(names, body)})
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"columns": columns, "values": contract_module.VALUES, "cases": cases}))
+    app = templates_dir() / "r-model" / "{{cookiecutter.name}}" / "app"
+    done = subprocess.run(
+        [rscript(), "-e", DATETIME_FORMS, app, spec],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TZ": "Asia/Tokyo"},  # the server's zone changes nothing
+    )
+    assert done.returncode == 0, done.stderr
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    for answer in answers[:2]:  # JSON, then CSV
+        assert answer["classes"] == {"day of visit": "Date", "at": "POSIXct"} and answer["zone"] == "UTC"
+        assert answer["values"]["day of visit"] == [days(2024, 3, 1)] * len(forms)
+        assert answer["values"]["at"] == expected_at
+    errors = answers[2:]
+    wanted = [(column, words) for column, value, words in bad for _ in range(1 if isinstance(value, int) else 2)]
+    assert len(errors) == len(wanted)
+    for error, (column, words) in zip(errors, wanted, strict=True):
+        assert (error["column"], error["row"]) == (column, 2), error
+        assert error["message"].startswith(f"column {column!r}, row 2: ") and words in error["message"], error

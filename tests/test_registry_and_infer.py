@@ -182,7 +182,7 @@ def test_input_columns_from_dtypes_and_gaps():
         {"name": "island", "type": "string", "nullable": True, "categories": ["Biscoe", "Dream"], "strict": True},
         {"name": "alive", "type": "boolean"},
         {"name": "sex", "type": "string", "nullable": True, "categories": ["female", "male"]},
-        {"name": "year", "type": "integer", "nullable": True},
+        {"name": "year", "type": "integer", "dtype": "Int64", "nullable": True},
         {"name": "tagged", "type": "boolean", "nullable": True},
     ]
 
@@ -196,8 +196,14 @@ def test_input_columns_refuses_what_a_manifest_cannot_say():
         input_columns(training_frame(), columns={"count": {"required": True}})
     with pytest.raises(ModelgenError, match="column 'length' cannot be required"):
         input_columns(training_frame(), columns={"length": {"nullable": False}})
-    with pytest.raises(ModelgenError, match="column 'when' holds datetime64 values"):
-        input_columns(pd.DataFrame({"when": pd.to_datetime(["2024-01-01"])}))
+    with pytest.raises(ModelgenError, match="column 'wait' holds timedelta64 values"):
+        input_columns(pd.DataFrame({"wait": pd.to_timedelta(["1 day"])}))
+    with pytest.raises(
+        ModelgenError, match="column 'grade' is a category of int64 values; the service serves categories of strings"
+    ):
+        input_columns(pd.DataFrame({"grade": pd.Series([1, 2], dtype="category")}))
+    with pytest.raises(ModelgenError, match="column 'c' is a pandas category: its categories are the dtype's"):
+        input_columns(pd.DataFrame({"c": pd.Series(["a"], dtype="category")}), columns={"c": {"categories": ["b"]}})
     with pytest.raises(ModelgenError, match="column 'mixed' holds mixed values"):
         input_columns(pd.DataFrame({"mixed": pd.Series(["a", 1.5], dtype=object)}))
 
@@ -259,7 +265,7 @@ def test_service_frame_builds_what_the_service_builds():
         "island": "object",
         "alive": "bool",
         "sex": "object",
-        "year": "float64",  # integers with a gap can only be float
+        "year": "Int64",  # the training dtype, recorded in the manifest
         "tagged": "object",  # booleans with a gap stay object, NaN for null
     }
     assert served["island"].iloc[0] == "Dream"
@@ -273,11 +279,77 @@ def test_service_frame_of_complete_rows_keeps_integers_and_booleans():
         {"name": "n", "type": "integer"},
         {"name": "x", "type": "number"},
         {"name": "ok", "type": "boolean"},
-        {"name": "s", "type": "string"},
+        {"name": "s", "type": "string", "nullable": True},
     ]
     served = service_frame([{"n": 1, "x": 2, "ok": False, "s": "a"}, {"n": 2, "x": 0.5, "ok": True}], columns)
     assert served.dtypes.astype(str).tolist() == ["int64", "float64", "bool", "object"]
     assert served["s"].iloc[0] == "a" and np.isnan(served["s"].iloc[1])  # a missing key is null too
+
+
+def typed_frame() -> pd.DataFrame:
+    """The dtypes pipelines are trained on beyond numpy's: each must come back as it was."""
+    return pd.DataFrame(
+        {
+            "signed up": pd.to_datetime(
+                ["2024-01-05", "2024-03-01 12:30", None, "2023-12-31 23:59:59.5"], format="ISO8601"
+            ),
+            "last login (UTC)": pd.to_datetime(["2024-01-05T10:00Z", None, "2024-02-01T00:00Z", "2024-06-30T22:00Z"]),
+            "visits": pd.Series([3, None, 1, 7], dtype="Int64"),
+            "premium": pd.Series([True, None, False, True], dtype="boolean"),
+            # the training order is the codes' order, not the alphabet's
+            "plan": pd.Categorical(["pro", "free", None, "team"], categories=["team", "pro", "free"]),
+            "note": pd.Series(["likes it", None, "asked for a refund", "no"], dtype="string"),
+            "score": np.array([0.1, 0.25, np.nan, 1.5], dtype=np.float32),
+            "when (text)": ["2024-01-05", "2024-01-06", "2024-01-07", None],
+        }
+    )
+
+
+def test_input_columns_record_the_training_dtypes():
+    columns = {c["name"]: c for c in input_columns(typed_frame())}
+    assert {n: (c["type"], c.get("dtype")) for n, c in columns.items()} == {
+        "signed up": ("datetime", "datetime64[us]"),
+        "last login (UTC)": ("datetime", "datetime64[us, UTC]"),
+        "visits": ("integer", "Int64"),
+        "premium": ("boolean", "boolean"),
+        "plan": ("string", "category"),
+        "note": ("string", "string"),
+        "score": ("number", "float32"),
+        "when (text)": ("string", None),
+    }
+    assert columns["plan"]["categories"] == ["team", "pro", "free"]
+    assert "categories" not in columns["when (text)"]  # dates as text: each new one would count as unseen
+    assert "categories" not in columns["signed up"]
+
+
+def test_free_text_and_identifiers_are_not_categories():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "comment": [f"comment number {i}" for i in range(300)],
+            "customer id": [f"C{i:05d}" for i in range(300)],
+            "country": rng.choice(["NO", "SE", "DK", "FI"], 300),
+        }
+    )
+    columns = {c["name"]: c for c in input_columns(frame)}
+    assert "categories" not in columns["comment"] and "categories" not in columns["customer id"]
+    assert columns["country"]["categories"] == ["DK", "FI", "NO", "SE"]
+    # categories come from the reference when there is one: the sample may miss some
+    columns = {c["name"]: c for c in input_columns(frame.head(5), reference=frame)}
+    assert columns["country"]["categories"] == ["DK", "FI", "NO", "SE"]
+
+
+def test_service_frame_rebuilds_the_training_dtypes_exactly():
+    frame = typed_frame()
+    columns = input_columns(frame)
+    records = sample_records(frame, columns, size=len(frame))
+    served = service_frame(records, columns)
+    # the rows come back in the frame's order, so the service's frame is the training frame
+    pd.testing.assert_frame_equal(served, frame.astype({"when (text)": object}))
+    assert (
+        records[1]["signed up"] == "2024-03-01T12:30:00"
+        and records[0]["last login (UTC)"] == "2024-01-05T10:00:00+00:00"
+    )
 
 
 def test_modelgen_imports_without_pandas():

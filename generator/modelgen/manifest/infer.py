@@ -33,7 +33,12 @@ _INFERRED = {
     "mixed-integer-float": "number",
     "decimal": "number",
 }
-_CAST = {"integer": int, "number": float, "string": str, "boolean": bool}
+_CAST = {"integer": int, "number": float, "string": str, "boolean": bool, "datetime": lambda v: v.isoformat()}
+# The dtypes the service builds for a type anyway: the manifest records every other one.
+_PLAIN_DTYPES = {"float64", "int64", "bool", "object", "str"}
+# A string column with more distinct values than this is free text or an identifier, not categories.
+MAX_CATEGORIES = 100
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}.*)?$"
 
 
 # What ``columns=`` may say of one column, beyond what the data shows.
@@ -51,8 +56,12 @@ def input_columns(
     A column is nullable unless something says otherwise: ``columns[name]["nullable"]`` when
     given, else whether ``reference`` (the training rows) or the sample has gaps in it, else
     nullable. A sample without gaps says nothing about the traffic the pipeline's imputers
-    were built for. String columns list their values as ``categories``;
-    ``columns[name]["strict"]`` makes the service refuse any other value.
+    were built for. String columns list their values (the reference's, else the sample's) as
+    ``categories``, unless they look like free text, identifiers or dates (more than
+    ``MAX_CATEGORIES`` values, mostly distinct, or ISO dates); ``columns[name]["strict"]``
+    makes the service refuse any other value. A pandas ``category`` column keeps its dtype's
+    categories in their order, and any dtype the service would not build by itself (``Int64``,
+    ``boolean``, ``string``, ``float32``, ``datetime64[ns, UTC]``...) is recorded as ``dtype``.
     """
     overrides = _overrides(frame, columns or {})
     if reference is not None:
@@ -64,6 +73,9 @@ def input_columns(
         series = frame[name]
         given = overrides.get(name, {})
         column: Column = {"name": name, "type": json_type(series)}
+        dtype = str(series.dtype)
+        if dtype not in _PLAIN_DTYPES or column["type"] == "datetime":
+            column["dtype"] = dtype
         if "nullable" in given:
             nullable = bool(given["nullable"])
         elif reference is not None:
@@ -74,8 +86,10 @@ def input_columns(
             raise ModelgenError(f"column {name!r} cannot be required (nullable=False): the sample has gaps in it")
         if nullable:
             column["nullable"] = True
-        values = sorted(set(series.dropna().tolist())) if column["type"] == "string" else []
+        values = _found_categories(series if reference is None else reference[name], column["type"])
         if "categories" in given:
+            if dtype == "category":
+                raise ModelgenError(f"column {name!r} is a pandas category: its categories are the dtype's, in order")
             values = _categories(name, column["type"], given["categories"])
         if values:
             column["categories"] = values
@@ -87,6 +101,22 @@ def input_columns(
             column["description"] = str(given["description"])
         found.append(column)
     return found
+
+
+def _found_categories(series: pd.Series, kind: str) -> list[str]:
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return [str(c) for c in series.cat.categories]  # the codes a model was fitted on follow this order
+    if kind != "string":
+        return []
+    present = series.dropna()
+    distinct = sorted(set(present.tolist()))
+    if len(distinct) > MAX_CATEGORIES or (len(distinct) > 20 and len(distinct) > len(present) / 2):
+        return []
+    if distinct and present.astype(str).str.match(_ISO_DATE).all():
+        return []  # dates as text: every future one is new, which is no drift
+    return distinct
 
 
 def _overrides(frame: pd.DataFrame, columns: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -123,10 +153,19 @@ def _categories(name: str, kind: str, given: Any) -> list[str]:
 
 
 def json_type(series: pd.Series) -> str:
-    """The JSON type of a column's values: boolean, integer, number or string."""
+    """The type of a column's values: boolean, integer, number, string or datetime."""
     import pandas as pd
 
     kind = pd.api.types
+    if kind.is_datetime64_any_dtype(series.dtype):
+        return "datetime"
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        if not kind.is_string_dtype(series.cat.categories) and len(series.cat.categories):
+            raise ModelgenError(
+                f"column {series.name!r} is a category of {series.cat.categories.dtype} values; "
+                "the service serves categories of strings: make them strings (astype(str)) before training"
+            )
+        return "string"
     if kind.is_bool_dtype(series.dtype):
         return "boolean"
     if kind.is_integer_dtype(series.dtype):
@@ -140,7 +179,7 @@ def json_type(series: pd.Series) -> str:
     if inferred not in _INFERRED:
         raise ModelgenError(
             f"column {series.name!r} holds {inferred} values ({series.dtype}); a model's input columns hold "
-            "numbers, integers, strings or booleans: convert it before training"
+            "numbers, integers, strings, booleans or datetimes (datetime64): convert it before training"
         )
     return _INFERRED[inferred]
 
@@ -176,22 +215,42 @@ def sample_records(
 def service_frame(records: Sequence[Record], columns: Sequence[Column]) -> pd.DataFrame:
     """The DataFrame the generated service hands the model for these rows, dtype for dtype.
 
-    Strings are object columns with NaN for null (what scikit-learn's imputers look for), numbers
-    float64, integers int64 (float64 with gaps), booleans bool (object with NaN with gaps). Predict
-    on this before handing a model over, so a mismatch fails in training, not in the service.
+    Built by the service's own request parsing (the template's ``app/payload.py``), so what a
+    model is checked on here is what it gets in production: strings as object columns with NaN
+    for null, numbers float64, integers int64 (float64 with gaps), booleans bool (object with
+    gaps), and each recorded ``dtype`` rebuilt. Predict on this before handing a model over,
+    so a mismatch fails in training, not in the service.
     """
-    import numpy as np
-    import pandas as pd
+    import json
 
-    data: dict[str, Any] = {}
-    for c in columns:
-        values = [record.get(c["name"]) for record in records]
-        missing = [v is None or bool(pd.isna(v)) for v in values]
-        values = [np.nan if gap else v for v, gap in zip(values, missing, strict=True)]
-        if c["type"] == "string" or (c["type"] == "boolean" and any(missing)):
-            data[c["name"]] = pd.Series(values, dtype=object)
-        elif c["type"] == "number" or any(missing):
-            data[c["name"]] = np.array(values, dtype=np.float64)
-        else:
-            data[c["name"]] = np.array(values, dtype=np.int64 if c["type"] == "integer" else bool)
-    return pd.DataFrame(data, columns=[c["name"] for c in columns])
+    from modelgen.manifest.values import VALUES
+    from modelgen.render.contract import column
+
+    payload = _service_payload()
+    schema = payload.InputSchema([column(c) for c in columns], VALUES)
+    rows = [{c["name"]: _json_null(record.get(c["name"])) for c in columns} for record in records]
+    try:
+        return schema.from_json(json.dumps(rows).encode())
+    except payload.BadRequest as err:
+        raise ModelgenError(f"the service would refuse these rows: {err.message}") from None
+
+
+def _json_null(value: Any) -> Any:
+    return None if isinstance(value, float) and value != value else value  # NaN: a gap, as in a record
+
+
+def _service_payload() -> Any:
+    """The Python service's ``app/payload.py``, from the templates this modelgen renders."""
+    import importlib.util
+    import sys
+
+    from modelgen.render.templates import templates_dir
+
+    name = "_modelgen_service_payload"
+    if name not in sys.modules:
+        path = templates_dir() / "python-model" / "{{cookiecutter.name}}" / "app" / "payload.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # read once per process
+        spec.loader.exec_module(module)
+    return sys.modules[name]

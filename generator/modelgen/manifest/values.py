@@ -4,6 +4,7 @@ generated services apply it to requests."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,11 +13,18 @@ from modelgen.manifest.messages import TYPE_NAMES, show
 # The accepted forms of a value beyond its JSON type, the same in both runtimes. Numbers must be
 # finite everywhere (NaN and Infinity are refused); an integer column takes 3.0 as 3 (JSON and
 # CSV "3.0") when ``integralFloats``; a CSV cell is null when it equals ``csv.null`` and a boolean
-# when it is one of ``csv.true``/``csv.false`` (compared trimmed and lower-cased).
+# when it is one of ``csv.true``/``csv.false`` (compared trimmed and lower-cased). A datetime is a
+# string matching ``datetime`` whole (ISO 8601: a date, or a date and a time of at least minutes,
+# ``T`` or a space between, an optional ``Z`` or ``+HH:MM`` offset; without one it is UTC).
 VALUES: dict[str, Any] = {
     "integralFloats": True,
     "csv": {"null": "", "true": ["true", "1"], "false": ["false", "0"]},
+    "datetime": (
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+        r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,9})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?"
+    ),
 }
+_DATETIME = re.compile(VALUES["datetime"])
 
 
 def sample_problems(sample: Any, columns: list[dict[str, Any]]) -> Iterator[str]:
@@ -54,6 +62,8 @@ def value_problem(value: Any, col: dict[str, Any]) -> str | None:
         ok = finite_number and (isinstance(value, int) or (VALUES["integralFloats"] and value.is_integer()))
     elif kind == "boolean":
         ok = isinstance(value, bool)
+    elif kind == "datetime":
+        ok = isinstance(value, str) and _DATETIME.fullmatch(value) is not None
     else:
         ok = isinstance(value, str)
     if not ok:

@@ -25,7 +25,14 @@ from modelgen.registry.policy import DOWNLOAD
 MONITORED = {"probabilities": "label", "label": "label", "cluster": "cluster", "value": "value", "score": "score"}
 # Monitored fields that are numbers: counted per reference bin, not per label.
 NUMERIC_FIELDS = ("value", "score")
-_JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
+# Each input type as JSON Schema; a datetime travels as an ISO 8601 string.
+_JSON_TYPES: dict[str, dict[str, str]] = {
+    "number": {"type": "number"},
+    "integer": {"type": "integer"},
+    "string": {"type": "string"},
+    "boolean": {"type": "boolean"},
+    "datetime": {"type": "string", "format": "date-time"},
+}
 
 
 def build(manifest: Manifest, profile: Mapping[str, Any] | None, modelgen_version: str) -> dict[str, Any]:
@@ -89,6 +96,8 @@ def monitored(contract: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[s
             features.append(
                 {"name": col["name"], "kind": "numeric", "edges": ref["edges"], "bins": bin_labels(ref["edges"])}
             )
+        elif col["type"] == "datetime":  # no bins for time, which only moves on: its gaps still count
+            features.append({"name": col["name"], "kind": "missing"})
         elif col["type"] in ("string", "boolean"):
             seen = ref["frequencies"] if ref else ()
             known = sorted(set(seen) | {str(c) for c in col["categories"] or ()})
@@ -121,7 +130,7 @@ def input_schema(contract: Mapping[str, Any]) -> dict[str, Any]:
     """JSON Schema of one input record."""
     properties = {}
     for col in contract["columns"]:
-        prop: dict[str, Any] = {"type": _JSON_TYPES[col["type"]]}
+        prop: dict[str, Any] = dict(_JSON_TYPES[col["type"]])
         if col.get("nullable"):
             prop["nullable"] = True
         if col.get("categories"):

@@ -7,6 +7,7 @@ flow <- function(values) paste0("[", paste(vapply(values, yaml_string, ""), coll
 manifest_text <- function(name, version, owner, metadata, output, uri, sha256, pins, columns, model) {
   column_line <- function(c) {
     parts <- c(sprintf("name: %s", yaml_string(c$name)), sprintf("type: %s", c$type))
+    if (!is.null(c$dtype)) parts <- c(parts, sprintf("dtype: %s", c$dtype))
     if (isTRUE(c$nullable)) parts <- c(parts, "nullable: true")
     if (length(c$categories)) parts <- c(parts, sprintf("categories: %s", flow(c$categories)))
     if (isTRUE(c$strict)) parts <- c(parts, "strict: true")

@@ -67,12 +67,28 @@ class _Categorical:
 
     def observe(self, values: np.ndarray, add: Callable[[Any, int], None]) -> None:
         for value, count in Tally(values.tolist()).items():
-            if value is None or (type(value) is float and math.isnan(value)):
+            if value is None or value is pd.NA or (type(value) is float and math.isnan(value)):
                 add(self.missing, count)
                 continue
             key = ("true" if value else "false") if type(value) is bool else str(value)
             child = self.categories.get(key)
             add(child if child is not None else self.unseen, count)
+
+
+class _Missing:
+    """A feature counted only when absent (a datetime: time moves on, so its values have no reference)."""
+
+    def __init__(self, feature: dict[str, Any]):
+        self.name = feature["name"]
+        self.missing = metrics.FEATURE_MISSING.labels(self.name)
+
+    def observe(self, values: np.ndarray, add: Callable[[Any, int], None]) -> None:
+        missing = int(pd.isna(values).sum())
+        if missing:
+            add(self.missing, missing)
+
+
+_FEATURES = {"numeric": _Numeric, "categorical": _Categorical, "missing": _Missing}
 
 
 class Monitor:
@@ -85,7 +101,7 @@ class Monitor:
 
     def __init__(self, monitoring: dict[str, Any], input_log: InputLog | None):
         """``monitoring`` is the contract's section of that name: what to count, and by which labels."""
-        self.features = [_Numeric(f) if f["kind"] == "numeric" else _Categorical(f) for f in monitoring["features"]]
+        self.features = [_FEATURES[f["kind"]](f) for f in monitoring["features"]]
         self.field = monitoring["field"]
         expected = monitoring["predictions"]
         self.numeric_predictions = expected["kind"] == "numeric"
@@ -108,7 +124,12 @@ class Monitor:
                 pending[child] = pending.get(child, 0) + count
 
             for feature in self.features:
-                feature.observe(frame[feature.name].to_numpy(), add)
+                column = frame[feature.name]
+                if type(feature) is _Numeric and column.dtype.kind not in "fiu":  # Int64, Float32...: NA as NaN
+                    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+                else:
+                    values = column.to_numpy()
+                feature.observe(values, add)
             if self.numeric_predictions:
                 bins = np.searchsorted(self.prediction_edges, np.asarray(values, dtype=np.float64), side="left")
                 for index, count in Tally(bins.tolist()).items():
@@ -172,13 +193,15 @@ class InputLog:
             self._open()
         stamp = round(time.time(), 3)
         if len(frame) > SMALL_FRAME:
-            text = frame.assign(__ts=stamp, __prediction=predictions).to_json(orient="records", lines=True)
+            text = frame.assign(__ts=stamp, __prediction=predictions).to_json(
+                orient="records", lines=True, date_format="iso", date_unit="ns"
+            )
             text = text if text.endswith("\n") else text + "\n"
         else:  # plain json.dumps: several times faster than DataFrame.to_json on a few rows
             names = [*frame.columns, "__ts", "__prediction"]
             columns = [_plain(frame[name].tolist()) for name in frame.columns]
             text = "".join(
-                json.dumps(dict(zip(names, (*values, stamp, prediction), strict=True)), default=str) + "\n"
+                json.dumps(dict(zip(names, (*values, stamp, prediction), strict=True)), default=_json_default) + "\n"
                 for *values, prediction in zip(*columns, predictions, strict=True)
             )
         self._file.write(text)
@@ -203,4 +226,9 @@ class InputLog:
 
 
 def _plain(values: list[Any]) -> list[Any]:
-    return [None if type(v) is float and v != v else v for v in values]
+    return [None if (type(v) is float and v != v) or v is pd.NA or v is pd.NaT else v for v in values]
+
+
+def _json_default(value: Any) -> Any:
+    # A Timestamp as ISO 8601 (what the service accepts back); anything else as its text.
+    return value.isoformat() if isinstance(value, pd.Timestamp) else str(value)

@@ -6,6 +6,12 @@ Values are checked in plain Python before pandas sees them, so a bad cell is rep
 "column X, row N" instead of surfacing later as an obscure error from inside the pipeline.
 What is checked is the contract's data (``columns``, and ``values``: the accepted forms of
 integers, booleans and nulls); this module only applies it.
+
+Datetimes travel as ISO 8601 strings (``2024-05-31``, ``2024-05-31T12:30:00Z``, an offset such
+as ``+02:00``, a space for the ``T``); one without an offset is UTC. A column whose contract
+records the training ``dtype`` is rebuilt as that dtype (``Int64``, ``boolean``, ``string``,
+``category`` with the training categories in their order, ``datetime64[ns, Europe/Paris]``...),
+so the model gets what it was fitted on; otherwise the plain numpy/object columns below.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -25,6 +32,8 @@ WRAPPERS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 # error (400), not an OverflowError (500) inside numpy.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_MAX = sys.float_info.max
+# The dtypes the plain columns already are (or, for str, that no pipeline tells from object).
+PLAIN_DTYPES = frozenset({"float64", "int64", "bool", "object", "str"})
 
 
 class BadRequest(Exception):
@@ -41,7 +50,10 @@ class BadRequest(Exception):
 class Column:
     """One declared input column of the contract, and its values checked against it."""
 
-    __slots__ = ("name", "type", "nullable", "categories", "strict", "integral_floats", "csv_null", "csv_bools")
+    __slots__ = (
+        "name", "type", "nullable", "categories", "strict", "integral_floats", "csv_null", "csv_bools", "dtype",
+        "rebuild", "iso", "_order", "_tz", "_unit",
+    )  # fmt: skip
 
     def __init__(self, spec: dict[str, Any], values: dict[str, Any]):
         self.name: str = spec["name"]
@@ -52,6 +64,31 @@ class Column:
         self.integral_floats: bool = values["integralFloats"]
         self.csv_null: str = values["csv"]["null"]
         self.csv_bools = {**dict.fromkeys(values["csv"]["true"], True), **dict.fromkeys(values["csv"]["false"], False)}
+        self.iso = re.compile(values["datetime"])  # what a datetime looks like: ISO 8601, said by the contract
+        self.dtype: str | None = spec.get("dtype")
+        self._order = list(spec["categories"] or ())  # a category dtype's codes follow the training order
+        self.rebuild = self._rebuilder()
+
+    def _rebuilder(self) -> Any:
+        """The training dtype from the checked values (None: they already have it); fails at start-up on a bad one."""
+        dtype = self.dtype
+        if self.type == "datetime":
+            target = pd.api.types.pandas_dtype(dtype or "datetime64[ns]")
+            if not isinstance(target, pd.DatetimeTZDtype) and target.kind != "M":
+                raise ValueError(f"column {self.name!r}: dtype {dtype} is not a datetime64 dtype")
+            self._tz = getattr(target, "tz", None)
+            self._unit = target.unit if self._tz is not None else np.datetime_data(target)[0]
+            return None  # _json_datetime builds it, so a value out of the unit's range names its row
+        if not dtype or dtype in PLAIN_DTYPES:
+            return None
+        if dtype == "category":
+            order = self._order
+            return lambda values: pd.Categorical(values, categories=order)
+        target = pd.api.types.pandas_dtype(dtype)
+        if isinstance(target, np.dtype) and target.kind in "iub":
+            # numpy has no missing integer or boolean: with a gap, the float64/object column stays.
+            return lambda values: values if values.dtype.kind in "fO" else values.astype(target)
+        return lambda values: pd.array(values, dtype=object if values.dtype == object else None).astype(target)
 
     def bad(self, row: int, message: str) -> BadRequest:
         return BadRequest(f"column {self.name!r}, row {row}: {message}", column=self.name, row=row)
@@ -132,12 +169,38 @@ class Column:
             return np.array([np.nan if v is None else v for v in values], dtype=object)
         return np.array(values, dtype=bool)
 
+    def _json_datetime(self, values: list[Any]) -> Any:
+        for i, v in enumerate(values):
+            if type(v) is str:
+                if not self.iso.fullmatch(v):
+                    raise self.bad(i, f"{_show(v)} is not an ISO 8601 date or date-time (e.g. 2024-05-31T12:30:00Z)")
+            elif v is None:
+                self.null(i)
+            else:
+                raise self.bad(i, f"{_show(v)} is not a date-time (an ISO 8601 string)")
+        try:
+            return self._datetimes(values)
+        except ValueError:  # a month 13, a date beyond the unit's range: find the row it is in
+            for i, v in enumerate(values):
+                try:
+                    self._datetimes([v])
+                except pd.errors.OutOfBoundsDatetime:
+                    raise self.bad(i, f"{_show(v)} is out of the range of a datetime64[{self._unit}]") from None
+                except ValueError:
+                    raise self.bad(i, f"{_show(v)} is not a valid date or date-time") from None
+            raise
+
+    def _datetimes(self, values: list[Any]) -> Any:
+        # Offsets are honoured and a value without one is UTC; then the training zone, or none.
+        instants = pd.to_datetime(values, utc=True, format="ISO8601").as_unit(self._unit)
+        return instants.tz_convert(self._tz) if self._tz is not None else instants.tz_localize(None)
+
     # ---- CSV cells (strings; the contract's csv.null is null)
 
     def from_csv(self, cells: list[str]) -> np.ndarray:
         null = self.csv_null
-        if self.type == "string":
-            return self._json_string([c if c != null else None for c in cells])
+        if self.type in ("string", "datetime"):
+            return self.from_json([c if c != null else None for c in cells])
         convert = getattr(self, f"_csv_{self.type}")
         values: list[Any] = []
         for i, cell in enumerate(cells):
@@ -212,6 +275,7 @@ class InputSchema:
 
     def __init__(self, columns: list[dict[str, Any]], values: dict[str, Any]):
         self.columns = [Column(c, values) for c in columns]
+        self._rebuilt = [(c.name, c.rebuild) for c in self.columns if c.rebuild is not None]
         self.names = [c.name for c in self.columns]
         self._nameset = frozenset(self.names)
 
@@ -316,6 +380,8 @@ class InputSchema:
         # Object columns stay object: pandas 3 would infer its "str" dtype, which the pipeline
         # was not necessarily trained on.
         data = {n: pd.Series(a, dtype=object, copy=False) if a.dtype == object else a for n, a in arrays.items()}
+        for name, rebuild in self._rebuilt:
+            data[name] = rebuild(arrays[name])
         return pd.DataFrame(data, columns=self.names)
 
     def _check_header(self, header: list[str]) -> None:

@@ -1,6 +1,7 @@
 # What the drift job and the alerts need from live traffic (the R twin of app/monitoring.py):
 # per input feature, counts of missing values, of values per reference bin (numeric) or per
-# known category, and of unseen categories; the predictions by label or reference bin; and a
+# known category, and of unseen categories (a datetime, kind "missing", has its missing values
+# counted and nothing else); the predictions by label or reference bin; and a
 # sampled share of requests appended to an input log (JSON lines, one file per process, rotated
 # by size). Label sets are fixed by the contract's monitoring section (modelgen wrote the
 # reference bins and their labels there), so no request adds a time series.
@@ -8,11 +9,21 @@
 # Values to bins the way numpy's searchsorted(edges, v, side = "left") does: v <= edge[i] is bin i.
 bin_of <- function(edges, v) findInterval(v, edges, left.open = TRUE) + 1L
 
+# A column as the input log writes it: datetimes as ISO 8601 strings (instants in UTC, with Z),
+# which the drift job reads as the Python service's log.
+loggable <- function(v) {
+  if (inherits(v, "Date")) return(format(v, "%Y-%m-%d"))
+  if (inherits(v, "POSIXt")) return(iso_datetimes(v))
+  v
+}
+
 # monitoring: the contract's section of that name (what to count, and by which labels).
 new_monitor <- function(monitoring, log_dir, sample_rate, max_bytes, backups = 3L) {
   features <- lapply(monitoring$features, function(f) {
     if (identical(f$kind, "numeric")) {
       list(name = f$name, numeric = TRUE, edges = as.numeric(unlist(f$edges)), labels = as.character(unlist(f$bins)))
+    } else if (identical(f$kind, "missing")) {
+      list(name = f$name, numeric = FALSE, only_missing = TRUE, labels = character())
     } else {
       list(name = f$name, numeric = FALSE, labels = as.character(unlist(f$categories)))
     }
@@ -47,7 +58,7 @@ new_monitor <- function(monitoring, log_dir, sample_rate, max_bytes, backups = 3
 
   write_log <- function(values, predicted) {
     if (!nzchar(log_file) || stats::runif(1) >= sample_rate) return(invisible())
-    rows <- structure(values, class = "data.frame", row.names = seq_along(values[[1]]))
+    rows <- structure(lapply(values, loggable), class = "data.frame", row.names = seq_along(values[[1]]))
     rows[["__ts"]] <- round(as.numeric(Sys.time()), 3)
     rows[["__prediction"]] <- predicted
     tryCatch(
@@ -74,7 +85,7 @@ new_monitor <- function(monitoring, log_dir, sample_rate, max_bytes, backups = 3
         absent <- is.na(v)
         state$missing[[f$name]] <- state$missing[[f$name]] + sum(absent)
         v <- v[!absent]
-        if (!length(v)) next
+        if (!length(v) || isTRUE(f$only_missing)) next
         if (f$numeric) {
           counts <- tabulate(bin_of(f$edges, as.numeric(v)), nbins = length(f$labels))
           state$values[[f$name]] <- state$values[[f$name]] + counts

@@ -3,6 +3,12 @@
 # the Python template (app/payload.py), so clients cannot tell the runtimes apart. What is
 # checked is the contract's data (columns, and values: the accepted forms of integers, booleans
 # and nulls); this file only applies it.
+#
+# Datetimes travel as ISO 8601 strings, in JSON and CSV alike (2024-05-31, 2024-05-31T12:30:00Z,
+# an offset such as +02:00, a space for the T); one without an offset is UTC. A POSIXct column
+# is built in UTC (model.R gives it the training frame's zone when the model keeps one); a Date
+# column takes a date, or a time of exactly midnight UTC (how pandas and JavaScript write a date),
+# and refuses any other time of day rather than drop it.
 
 WRAPPERS <- c("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -69,6 +75,7 @@ integral <- function(v, forms) {
 # The common case (every value of the right type, nulls where allowed) is checked in one pass
 # over the vector; anything else goes through the per-value checks that name the bad cell.
 column_values <- function(column, values, forms) {
+  if (column$type == "datetime") return(datetime_column(column, values, forms))
   nulls <- vapply(values, is.null, TRUE)
   if (!any(nulls) || isTRUE(column$nullable)) {
     present <- values[!nulls]
@@ -154,11 +161,94 @@ column_checked <- function(column, values, forms) {
   out
 }
 
+# A date, or a date and a time (minutes at least), with an optional offset; ASCII digits only.
+# What a datetime looks like is the contract's values$datetime (a pattern matched whole, as the
+# Python service matches it); this one, of the same forms, only takes a value apart.
+ISO_DATETIME <- paste0(
+  "^([0-9]{4})-([0-9]{2})-([0-9]{2})",
+  "(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})([.,][0-9]{1,9})?)?(Z|([+-])([0-9]{2})(?::?([0-9]{2}))?)?)?$"
+)
+
+# ISO 8601 strings (NA for none) -> seconds since 1970-01-01 UTC. `valid` is whether a string
+# names a real instant (no 2024-02-30, no 25:00), `timed` whether it has a time part.
+iso_instants <- function(text) {
+  parts <- regmatches(text, regexec(ISO_DATETIME, text, perl = TRUE))
+  form <- lengths(parts) > 0L
+  fields <- lapply(parts, function(p) if (length(p)) p[-1] else rep("", 11L))
+  m <- matrix(as.character(unlist(fields)), ncol = 11L, byrow = TRUE)
+  number <- function(k) {
+    v <- suppressWarnings(as.numeric(sub(",", ".", m[, k], fixed = TRUE)))
+    ifelse(is.na(v), 0, v)
+  }
+  days <- as.numeric(as.Date(paste(m[, 1], m[, 2], m[, 3], sep = "-"), format = "%Y-%m-%d"))
+  valid <- form & !is.na(days) & number(1) >= 1 & number(4) <= 23 & number(5) <= 59 & number(6) <= 59 &
+    number(10) <= 23 & number(11) <= 59
+  offset <- ifelse(m[, 9] == "-", -1, 1) * (number(10) * 3600 + number(11) * 60)
+  whole <- days * 86400 + number(4) * 3600 + number(5) * 60 + number(6) - offset
+  list(valid = valid, timed = nzchar(m[, 4]), seconds = ifelse(valid, whole + number(7), NA_real_))
+}
+
+# Instants as ISO 8601 in UTC: 2024-05-31T12:30:00Z, with the fraction of a second (to the
+# microsecond) when there is one; NA stays NA. What the input log writes.
+iso_datetimes <- function(x) {
+  seconds <- round(as.numeric(x), 6)
+  whole <- floor(seconds)
+  fraction <- sub("0+$", "", sprintf("%.6f", seconds - whole))
+  fraction <- ifelse(fraction == "0.", "", substring(fraction, 2L))
+  out <- paste0(format(.POSIXct(whole, tz = "UTC"), "%Y-%m-%dT%H:%M:%S"), fraction, "Z")
+  out[is.na(seconds)] <- NA_character_
+  out
+}
+
+# A datetime column from JSON values (NULL for null; CSV cells come here too, as strings): a
+# Date or a POSIXct vector in UTC. Shapes and nulls are checked first, then the instants, as the
+# Python service checks them, so both name the same cell.
+datetime_column <- function(column, values, forms) {
+  name <- column$name
+  dates <- identical(column$dtype, "Date")
+  bad <- function(i, message) {
+    stop(bad_request(sprintf("column %s, row %d: %s", quote_name(name), i - 1L, message), column = name, row = i - 1L))
+  }
+  nulls <- vapply(values, is.null, TRUE)
+  strings <- vapply(values, function(v) is.character(v) && length(v) == 1L && !is.na(v) && !(v %in% NON_FINITE), TRUE)
+  text <- rep(NA_character_, length(values))
+  text[strings] <- as.character(unlist(values[strings]))
+  pattern <- paste0("^(?:", if (is.null(forms$datetime)) ISO_DATETIME else forms$datetime, ")$")
+  shaped <- strings
+  shaped[strings] <- grepl(pattern, text[strings], perl = TRUE)
+  wrong <- which((nulls & !isTRUE(column$nullable)) | (!nulls & !shaped))
+  if (length(wrong)) {
+    i <- wrong[1]
+    v <- values[[i]]
+    if (is.null(v)) bad(i, "null is not allowed (column is not nullable)")
+    example <- if (dates) "2024-05-31" else "2024-05-31T12:30:00Z"
+    if (strings[i]) bad(i, sprintf("%s is not an ISO 8601 date or date-time (e.g. %s)", show_value(v), example))
+    shown <- if (is.character(v) && length(v) == 1L && v %in% NON_FINITE) sub("^__modelgen_(.*)__$", "\\1", v) else show_value(v)
+    bad(i, sprintf("%s is not a date-time (an ISO 8601 string)", shown))
+  }
+  parsed <- iso_instants(ifelse(shaped, text, NA_character_))
+  # A Date column takes a time of day only at midnight UTC: any other would be dropped unseen.
+  off_midnight <- dates & parsed$timed & parsed$valid & parsed$seconds %% 86400 != 0
+  wrong <- which(!nulls & (!parsed$valid | off_midnight))
+  if (length(wrong)) {
+    i <- wrong[1]
+    if (!parsed$valid[i]) bad(i, sprintf("%s is not a valid date or date-time", show_value(values[[i]])))
+    bad(i, sprintf("%s has a time of day, but the column holds dates (send YYYY-MM-DD)", show_value(values[[i]])))
+  }
+  if (dates) return(structure(parsed$seconds %/% 86400, class = "Date"))
+  .POSIXct(parsed$seconds, tz = "UTC")
+}
+
 # CSV cells are strings; the contract's csv$null is null. Whole columns are converted at once;
 # the first bad cell is reported as the JSON path would report it.
 csv_column <- function(column, cells, forms) {
   name <- column$name
   empty <- is.na(cells) | cells == forms$csv$null
+  if (column$type == "datetime") {
+    values <- as.list(cells)
+    values[empty] <- list(NULL)
+    return(datetime_column(column, values, forms))
+  }
   if (any(empty) && !isTRUE(column$nullable)) {
     i <- which(empty)[1]
     stop(bad_request(sprintf("column %s, row %d: null is not allowed (column is not nullable)", quote_name(name), i - 1L),
