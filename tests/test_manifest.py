@@ -56,7 +56,7 @@ SHAPE = "a YAML mapping with apiVersion, kind, metadata and spec"
 TASKS = "classification, regression, anomaly-detection, clustering"
 SPEC_FIELDS = (
     "artifact, code, cran, environments, framework, input, lockfile, monitoring, output, rVersion, requirements, "
-    "runtime, sample, serving, task, training"
+    "runtime, sample, serving, systemPackages, task, training"
 )
 ENV_FIELDS = "autoscaling, host, name, replicas, resources"
 OUTSIDE = "points outside the manifest's folder (allowed: a relative path inside the folder of model.yaml)"
@@ -102,6 +102,7 @@ def test_valid_manifest_is_typed_with_defaults(folder):
     )
     assert m.requirements == ("scikit-learn==1.5.2", "xgboost==2.1.1")
     assert m.code == ("features.py",)
+    assert m.system_packages == m.apt_packages == ()  # nothing declared, and no library needs one
     assert m.columns == (
         Column("island", "string", nullable=True, categories=("Biscoe", "Dream", "Torgersen")),
         Column("bill_length_mm", "number", nullable=True),
@@ -510,7 +511,7 @@ CASES = [
     Case(
         "r-runtime-with-python-values",
         [
-            'model.yaml:12: spec.framework: "xgboost" is not a r framework (allowed: caret, mlr, mlr3, recipes, stats)',
+            'model.yaml:12: spec.framework: "xgboost" is not a r framework (allowed: caret, mlr, mlr3, recipes, glmnet, stats)',
             'model.yaml:17: spec.artifact.format: "joblib" is not a r format (allowed: rds)',
             'model.yaml:19: spec.code[0]: "features.py" is not r code (allowed: .R files)',
         ],
@@ -520,7 +521,7 @@ CASES = [
         "unknown-framework",
         [
             'model.yaml:12: spec.framework: "tensorflow" is not allowed '
-            "(allowed: sklearn, xgboost, caret, mlr, mlr3, recipes, stats)"
+            "(allowed: sklearn, xgboost, caret, mlr, mlr3, recipes, glmnet, stats)"
         ],
         edits=[("framework: xgboost", "framework: tensorflow")],
     ),
@@ -634,6 +635,22 @@ CASES = [
             "with (allowed: at least one pin such as scikit-learn==1.5.2; only an R model may need none)"
         ],
         edits=[("[scikit-learn==1.5.2, xgboost==2.1.1]", "[]")],
+    ),
+    # ---- system packages (a line added after the last one, 37)
+    Case(
+        "system-package-not-a-debian-name",
+        [
+            'model.yaml:38: spec.systemPackages[1]: "libgomp1; rm -rf /" is not valid (allowed: a Debian package '
+            "name: lower-case letters, digits, '+', '-' and '.', starting with a letter or digit, e.g. libgomp1)",
+            'model.yaml:38: spec.systemPackages[2]: "LibXML2" is not valid (allowed: a Debian package '
+            "name: lower-case letters, digits, '+', '-' and '.', starting with a letter or digit, e.g. libgomp1)",
+        ],
+        edits=[
+            (
+                "      resources: {memory: 2Gi}\n",
+                '      resources: {memory: 2Gi}\n  systemPackages: [libpq5, "libgomp1; rm -rf /", LibXML2]\n',
+            )
+        ],
     ),
     # ---- input columns
     Case(
@@ -1087,7 +1104,9 @@ def test_docs_page_is_the_generated_reference():
 def test_docs_page_covers_every_schema_property():
     page = docs.manifest_reference()
     paths = schema_property_paths()
-    assert len(paths) == 91  # spec.input[].dtype; spec.training.resources has fields of its own (their defaults differ)
+    assert (
+        len(paths) == 92
+    )  # spec.input[].dtype, spec.systemPackages; spec.training.resources has fields of its own (their defaults differ)
     assert "spec.training.resources.memory" in paths
     assert "metadata.provenance.metrics" in paths and "spec.artifact.trusted" in paths
     assert "spec.environments[].host" in paths and "spec.serving.autoscaling.cpu" in paths

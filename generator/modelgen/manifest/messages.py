@@ -39,6 +39,10 @@ PATTERN_MEANINGS: dict[str, str] = {
     "^[A-Za-z0-9][A-Za-z0-9._-]*(\\[[A-Za-z0-9,._-]+\\])?==[A-Za-z0-9.+!_-]+$": (
         "a package pinned to one version, name==version or name[extra]==version, e.g. scikit-learn==1.5.2"
     ),
+    "^[a-z0-9][a-z0-9+.-]+$": (
+        "a Debian package name: lower-case letters, digits, '+', '-' and '.', starting with a letter or digit, "
+        "e.g. libgomp1"
+    ),
     "^[^/\\\\].*\\.(py|R)$": "a path relative to the manifest's folder, ending in .py (Python) or .R (R)",
     "^[0-9]+\\.[0-9]+\\.[0-9]+$": "a version MAJOR.MINOR.PATCH, e.g. 4.2.2",
     "^[1-9][0-9]{0,3}[hd]$": "a number of hours or days, e.g. 24h or 7d",

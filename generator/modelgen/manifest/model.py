@@ -8,6 +8,7 @@ mails — is derived here, next to the field it defaults.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,13 @@ THRESHOLD_NAMES = {
 LOG_TIMESTAMP, LOG_PREDICTION = "__ts", "__prediction"
 # spec.framework's default depends on the runtime, which one JSON Schema default cannot say.
 DEFAULT_FRAMEWORK = {"python": "sklearn", "r": "stats"}
+# System packages a library needs at run time that the runtime's base image lacks, by runtime and
+# (normalized) package name: LightGBM's wheel links the system's OpenMP, which python:*-slim
+# does not have (XGBoost and scikit-learn bring their own copy).
+IMPLIED_SYSTEM_PACKAGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "python": {"lightgbm": ("libgomp1",)},
+    "r": {},
+}
 
 
 def with_defaults(node: dict[str, Any], value: Any) -> Any:
@@ -252,6 +260,7 @@ class Manifest:
     artifact: Artifact
     requirements: tuple[str, ...]
     code: tuple[str, ...]
+    system_packages: tuple[str, ...]  # as declared; ``apt_packages`` adds what the requirements imply
     columns: tuple[Column, ...]
     output: Output
     serving: Serving
@@ -266,6 +275,16 @@ class Manifest:
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    @property
+    def apt_packages(self) -> tuple[str, ...]:
+        """Every system package the image installs for the model: the declared ones and those
+        its pinned libraries are known to need, sorted (the Dockerfile stays deterministic)."""
+        implied = IMPLIED_SYSTEM_PACKAGES[self.runtime]
+        found = set(self.system_packages)
+        for requirement in self.requirements:
+            found.update(implied.get(requirement_name(requirement), ()))
+        return tuple(sorted(found))
 
     @classmethod
     def of(cls, document: dict[str, Any], schema: dict[str, Any], **where: Any) -> Manifest:
@@ -289,6 +308,7 @@ class Manifest:
             artifact=Artifact.of(spec["artifact"]),
             requirements=tuple(spec["requirements"]),
             code=tuple(spec["code"]),
+            system_packages=tuple(spec["systemPackages"]),
             columns=tuple(Column.of(c) for c in spec["input"]),
             output=Output(spec["output"]["type"], tuple(spec["output"].get("classes", ()))),
             serving=serving,
@@ -300,3 +320,13 @@ class Manifest:
             cran=spec["cran"],
             **where,
         )
+
+
+def requirement_name(requirement: str) -> str:
+    """The package a ``name==version`` pin names, normalized as pip compares names (PEP 503).
+
+    >>> requirement_name("LightGBM[pandas]==4.7.0")
+    'lightgbm'
+    """
+    name = requirement.split("==", 1)[0].split("[", 1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()

@@ -96,6 +96,7 @@ def context(
         "columns": [asdict(c) for c in manifest.columns],
         "requirements": list(manifest.requirements),
         "code_modules": [Path(p).name for p in manifest.code],
+        "system_packages": list(manifest.apt_packages),
         "artifact": contract.artifact_fields(manifest.artifact),
         "artifact_filename": manifest.artifact.filename,
         "serving": _serving_context(manifest),
