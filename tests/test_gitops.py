@@ -233,6 +233,62 @@ def test_list_shows_the_default_environments_of_a_manifest_that_names_none(remot
     assert row[:5] == [PENGUINS, "1.0.0", "jane.doe@example.com", "python", "dev,prod"]
 
 
+@pytest.mark.slow  # generates, merges, removes
+def test_list_shows_changes_waiting_on_unmerged_branches(remote, penguins_manifest, anomaly_manifest, capsys, tmp_path):
+    generate(capsys, remote, penguins_manifest)
+    remote.merge(BRANCH, tmp_path / "work")
+    # Waiting for review: a new model, the merged one's removal, and a merged branch that lingers.
+    assert generate(capsys, remote, anomaly_manifest, "--merge-request")[0] == 0
+    assert cli(capsys, "remove", PENGUINS, "--gitops", remote.path)[0] == 0
+    anomaly = load(anomaly_manifest)
+    code, out, _ = cli(capsys, "list", "--gitops", remote.path)
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0][:7] == ["NAME", "VERSION", "OWNER", "RUNTIME", "ENVIRONMENTS", "SHA256", "STATE"]
+    sha = load(penguins_manifest).artifact.sha256
+    assert [row[:7] for row in rows[1:]] == [
+        [PENGUINS, "1.0.0", "jane.doe@example.com", "python", "dev,prod", sha[:12], "merged"],
+        [
+            anomaly.name,
+            anomaly.version,
+            anomaly.owner,
+            "python",
+            "dev,prod",
+            anomaly.artifact.sha256[:12],
+            f"pending:modelgen/{anomaly.name}-{anomaly.version}",
+        ],
+        [PENGUINS, "-", "-", "-", "-", "-", f"pending:modelgen/remove-{PENGUINS}"],
+    ]
+    assert rows[2][7:] == git("log", "-1", "--format=%h %cs %s", f"modelgen/{anomaly.name}-{anomaly.version}",
+                              cwd=remote.path).split()  # fmt: skip
+    # Once merged, the branch (still there) is no longer pending.
+    remote.merge(f"modelgen/{anomaly.name}-{anomaly.version}", tmp_path / "work2")
+    _, out, _ = cli(capsys, "list", "--gitops", remote.path)
+    states = [(row[0], row[6]) for row in (line.split() for line in out.splitlines()[1:])]
+    assert states == [
+        (anomaly.name, "merged"),
+        (PENGUINS, "merged"),
+        (PENGUINS, f"pending:modelgen/remove-{PENGUINS}"),
+    ]
+
+
+@pytest.mark.slow  # generates and merges
+def test_list_names_the_overlays_argo_cd_deploys(remote, penguins_manifest, capsys, tmp_path):
+    # An overlay added by hand on main (a reviewed MR) deploys too: list reads the overlays, not the manifest.
+    generate(capsys, remote, penguins_manifest)
+    remote.merge(BRANCH, tmp_path / "work")
+    work = tmp_path / "edit"
+    git("clone", "--quiet", str(remote.path), str(work))
+    overlays = work / "models" / PENGUINS / "deploy" / "overlays"
+    (overlays / "dev").rename(overlays / "qa")
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", "dev becomes qa", cwd=work)
+    git("push", "--quiet", "origin", "main", cwd=work)
+    _, out, _ = cli(capsys, "list", "--gitops", remote.path)
+    (row,) = [line.split() for line in out.splitlines()[1:]]
+    assert row[4] == "prod,qa"
+
+
 @pytest.mark.slow  # several generate runs
 def test_a_rejected_push_leaves_the_clone_clean_and_says_why(remote, penguins_manifest, capsys, gitops_cache):
     remote.reject()

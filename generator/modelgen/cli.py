@@ -107,10 +107,19 @@ def _list(args: argparse.Namespace) -> int:
     from modelgen.gitops.repo import GitopsRepo, list_models
 
     rows = [
-        (m.name, m.version, m.owner, m.runtime, ",".join(m.environments), m.sha256[:12], m.last_commit)
+        (
+            m.name,
+            m.version or "-",
+            m.owner or "-",
+            m.runtime or "-",
+            ",".join(m.environments) or "-",
+            m.sha256[:12] or "-",
+            m.state,
+            m.last_commit,
+        )
         for m in list_models(GitopsRepo.open(args.gitops))
     ]
-    header = ("NAME", "VERSION", "OWNER", "RUNTIME", "ENVIRONMENTS", "SHA256", "LAST COMMIT")
+    header = ("NAME", "VERSION", "OWNER", "RUNTIME", "ENVIRONMENTS", "SHA256", "STATE", "LAST COMMIT")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
@@ -372,7 +381,9 @@ def parser() -> argparse.ArgumentParser:
     _merge_request_options(i)
     i.set_defaults(run=_init_gitops)
 
-    ls = sub.add_parser("list", help="the models in the GitOps repository")
+    ls = sub.add_parser(
+        "list", help="the models in the GitOps repository, and changes waiting on unmerged modelgen/ branches"
+    )
     _gitops_options(ls)
     ls.set_defaults(run=_list)
 

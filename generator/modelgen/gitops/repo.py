@@ -176,6 +176,28 @@ class GitopsRepo:
             p.split("/")[1] for p in self.entries(commit, MODELS) if re.fullmatch(r"[^/]+/[^/]+/model\.yaml", p)
         )
 
+    def pending_branches(self) -> list[tuple[str, str]]:
+        """``(branch, head)`` of each ``modelgen/`` branch with commits the target branch lacks."""
+        if self.head is None:
+            return []
+        refs = self.git.text("for-each-ref", "--format=%(refname) %(objectname)", "refs/remotes/origin/modelgen/")
+        found = []
+        for line in refs.splitlines():
+            ref, head = line.split()
+            try:
+                merged = self.git.text("merge-base", self.head, head) == head
+            except GitError:  # no history in common with the target branch: nothing it could merge
+                continue
+            if not merged:
+                found.append((ref.removeprefix("refs/remotes/origin/"), head))
+        return found
+
+    def changed_models(self, commit: str) -> list[str]:
+        """The models ``commit`` changes since it left the target branch."""
+        base = self.git.text("merge-base", self.head, commit)
+        paths = self.git.text("diff", "--name-only", "-z", base, commit, "--", f"{MODELS}/").split("\0")
+        return sorted({p.split("/")[1] for p in paths if p.count("/") >= 2})
+
     def last_commits(self) -> dict[str, str]:
         """``"<hash> <date> <subject>"`` of the last commit that changed each model, from one walk of the history."""
         if self.head is None:
@@ -391,36 +413,46 @@ def remove_model(
 @dataclass(frozen=True)
 class Listed:
     name: str
-    version: str
+    version: str  # "" when a pending change removes the model
     owner: str
     runtime: str
-    environments: tuple[str, ...]
+    environments: tuple[str, ...]  # the overlays Argo CD makes an Application of
     sha256: str
     last_commit: str
+    branch: str = ""  # the unmerged branch (its merge request's source) of a pending change; "" once merged
+
+    @property
+    def state(self) -> str:
+        return f"pending:{self.branch}" if self.branch else "merged"
 
 
 def list_models(repo: GitopsRepo) -> list[Listed]:
+    """Every model on the target branch, then every change to one still waiting on a ``modelgen/``
+    branch that is not merged (a new version, an upgrade, a removal), branch by branch."""
     repo.settings  # noqa: B018 - fails clearly on a repository init-gitops did not make
-    out = []
     last = repo.last_commits()
-    for name in repo.models():
-        try:
-            m = deployed(repo, name, repo.head)
-        except GitopsError as err:  # one broken model must not hide the others
-            log.warning("%s", err)
-            m = None
-        out.append(
-            Listed(
-                name=name,
-                version=m.version if m else "?",
-                owner=m.owner if m else "?",
-                runtime=m.runtime if m else "?",
-                environments=tuple(e.name for e in m.environments) if m else (),
-                sha256=m.artifact.sha256 if m else "?",
-                last_commit=last.get(name, ""),
-            )
-        )
+    out = [_listed(repo, name, repo.head, last.get(name, "")) for name in repo.models()]
+    for branch, head in repo.pending_branches():
+        commit = repo.git.text("log", "-1", "--format=%h %cs %s", head)
+        for name in repo.changed_models(head):
+            out.append(_listed(repo, name, head, commit, branch))
     return out
+
+
+def _listed(repo: GitopsRepo, name: str, commit: str, last_commit: str, branch: str = "") -> Listed:
+    try:
+        m = deployed(repo, name, commit)
+    except GitopsError as err:  # one broken model must not hide the others
+        log.warning("%s", err)
+        return Listed(name, "?", "?", "?", (), "?", last_commit, branch)
+    if m is None:  # removed on this branch
+        return Listed(name, "", "", "", (), "", last_commit, branch)
+    overlays = f"{MODELS}/{name}/deploy/overlays/"
+    environments = sorted({p[len(overlays) :].split("/")[0] for p in repo.entries(commit, overlays)})
+    # Argo CD's order is the manifest's: list the overlays in it, any other (a hand-made one) after.
+    order = [e.name for e in m.environments]
+    environments.sort(key=lambda e: (order.index(e) if e in order else len(order), e))
+    return Listed(m.name, m.version, m.owner, m.runtime, tuple(environments), m.artifact.sha256, last_commit, branch)
 
 
 def diff_model(repo: GitopsRepo, manifest: Manifest) -> str:
