@@ -27,7 +27,7 @@ from modelgen.manifest.values import sample_problems
 # What each runtime accepts where the schema lists both runtimes' values.
 RUNTIME_VALUES = {
     "python": {"framework": ("sklearn", "xgboost"), "format": ("joblib", "pickle", "skops"), "code": ".py"},
-    "r": {"framework": ("caret", "mlr", "mlr3", "recipes", "stats"), "format": ("rds",), "code": ".R"},
+    "r": {"framework": ("caret", "mlr", "mlr3", "recipes", "glmnet", "stats"), "format": ("rds",), "code": ".R"},
 }
 R_ONLY = ("lockfile", "rVersion", "cran")
 TRAINING_SCRIPT_SUFFIXES = {"python": (".py",), "r": (".R", ".r")}

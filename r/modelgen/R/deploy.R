@@ -26,6 +26,9 @@
 #'   gap there nor in `sample`.
 #' @param columns what to say of columns by name: `list(age = list(nullable = FALSE),
 #'   island = list(strict = TRUE))` (settings: nullable, strict, categories, description).
+#' @param s for a glmnet or cv.glmnet model: the penalty to serve, a number or (cv.glmnet)
+#'   "lambda.1se" (glmnet's default) or "lambda.min"; stored on the object, so the artifact
+#'   says which one it serves.
 #' @param out where the manifest and sample are kept (default: the modelgen cache,
 #'   `$MODELGEN_CACHE/deployments/<name>/<version>`, or `~/.cache/modelgen/...`).
 #' @return a `modelgen_deployment`: name, version, artifact URI, sha256, manifest, branch.
@@ -33,7 +36,7 @@
 deploy <- function(model, name, sample, version = NULL, task = NULL, owner = NULL,
                    registry = Sys.getenv("MODELGEN_REGISTRY"), gitops = Sys.getenv("MODELGEN_GITOPS"),
                    merge_request = TRUE, packages = NULL, metadata = list(), reference = NULL,
-                   columns = list(), out = NULL, modelgen = Sys.getenv("MODELGEN_CLI", "modelgen"), ...) {
+                   columns = list(), s = NULL, out = NULL, modelgen = Sys.getenv("MODELGEN_CLI", "modelgen"), ...) {
   unknown <- names(list(...))
   if (length(list(...))) {
     hint <- if (any(c("nullable", "required", "strict") %in% unknown)) "; say which columns may be null or are strict with columns = list(age = list(nullable = FALSE))" else ""
@@ -54,6 +57,7 @@ deploy <- function(model, name, sample, version = NULL, task = NULL, owner = NUL
   owner <- if (is.null(owner)) Sys.getenv("MODELGEN_OWNER", git_email()) else owner
   if (!nzchar(owner)) stop("say who owns the model: owner = \"jane.doe@example.com\" (or MODELGEN_OWNER)", call. = FALSE)
 
+  model <- with_penalty(model, s)
   inputs <- input_columns(sample, reference, columns, unlist(metadata$strict))
   output <- infer_output(model, sample, task)
   stage <- tempfile("modelgen-deploy-")
@@ -102,6 +106,24 @@ deploy <- function(model, name, sample, version = NULL, task = NULL, owner = NUL
   message <- paste(said, collapse = "\n")
   branch <- regmatches(message, regexpr("modelgen/[^ ]+", message))
   deployment(name, version, published, sha256, manifest, if (length(branch)) branch else NULL, message)
+}
+
+# A glmnet model carries the penalty it serves (attribute modelgen.s); any other model takes no s.
+with_penalty <- function(model, s) {
+  glmnet <- inherits(model, c("glmnet", "cv.glmnet"))
+  if (!is.null(s) && !glmnet) stop("s is the penalty of a glmnet or cv.glmnet model; this model takes none", call. = FALSE)
+  if (!glmnet) return(model)
+  if (!is.null(s)) {
+    named <- is.character(s) && length(s) == 1L && s %in% c("lambda.1se", "lambda.min")
+    if (!(named && inherits(model, "cv.glmnet")) && !(is.numeric(s) && length(s) == 1L && is.finite(s) && s >= 0)) {
+      allowed <- if (inherits(model, "cv.glmnet")) "\"lambda.1se\", \"lambda.min\" or a number >= 0" else "a number >= 0"
+      stop(sprintf("s must be one penalty: %s", allowed), call. = FALSE)
+    }
+    attr(model, "modelgen.s") <- s
+  } else if (!inherits(model, "cv.glmnet") && length(model$lambda) != 1L) {
+    stop(sprintf("the glmnet fit holds a path of %d penalties: say which to serve with s = (a number), or deploy a cv.glmnet", length(model$lambda)), call. = FALSE)
+  }
+  model
 }
 
 deployment <- function(name, version, uri, sha256, manifest, branch, message) {
@@ -172,16 +194,37 @@ unfinished_version <- function(store, name, bytes) {
 
 `%||%` <- function(a, b) if (is.null(a)) b else a
 
+# Rows as JSON records, in the forms the service reads: a factor as its label, a Date as
+# YYYY-MM-DD, an instant as ISO 8601 in UTC (the zone it was shown in does not change it).
 write_json_rows <- function(frame, path) {
+  frame[] <- lapply(frame, json_ready)
   rows <- lapply(seq_len(nrow(frame)), function(i) {
     row <- lapply(names(frame), function(n) {
       v <- frame[[n]][i]
-      if (is.na(v)) NULL else if (is.factor(v)) as.character(v) else v
+      if (is.na(v)) NULL else v
     })
     names(row) <- names(frame)
     row
   })
   writeLines(jsonlite::toJSON(rows, auto_unbox = TRUE, null = "null", pretty = TRUE, digits = NA), path, useBytes = TRUE)
+}
+
+json_ready <- function(x) {
+  if (inherits(x, "Date")) return(format(x, "%Y-%m-%d"))
+  if (inherits(x, "POSIXt")) return(iso_datetimes(x))
+  if (is.factor(x)) as.character(x) else x
+}
+
+# 2024-05-31T12:30:00Z, with the fraction of a second (to the microsecond) when there is one:
+# what the service's own iso_datetimes() writes.
+iso_datetimes <- function(x) {
+  seconds <- round(as.numeric(as.POSIXct(x)), 6)
+  whole <- floor(seconds)
+  fraction <- sub("0+$", "", sprintf("%.6f", seconds - whole))
+  fraction <- ifelse(fraction == "0.", "", substring(fraction, 2L))
+  out <- paste0(format(.POSIXct(whole, tz = "UTC"), "%Y-%m-%dT%H:%M:%S"), fraction, "Z")
+  out[is.na(seconds)] <- NA_character_
+  out
 }
 
 run_cli <- function(modelgen, args) suppressWarnings(system2(modelgen, shQuote(args), stdout = TRUE, stderr = TRUE))

@@ -19,6 +19,8 @@ input_columns <- function(sample, reference = NULL, columns = list(), strict = c
     given <- settings[[n]]
     if (is.null(given)) given <- list()
     column <- list(name = n, type = column_type(n, x))
+    # The class the service rebuilds a datetime as (POSIXlt is served as POSIXct, as a data.frame holds it).
+    if (column$type == "datetime") column$dtype <- if (inherits(x, "Date")) "Date" else "POSIXct"
     nullable <- if (!is.null(given$nullable)) isTRUE(given$nullable) else if (!is.null(reference)) anyNA(reference[[n]]) || anyNA(x) else TRUE
     if (!nullable && anyNA(x)) {
       stop(sprintf("column '%s' cannot be required (nullable = FALSE): the sample has gaps in it", n), call. = FALSE)
@@ -62,17 +64,12 @@ checked_settings <- function(sample, columns) {
 }
 
 column_type <- function(n, x) {
-  if (inherits(x, "Date") || inherits(x, "POSIXt")) {
-    stop(sprintf(
-      "column '%s' holds %s values, which the R service does not serve yet: send it as text (format(x, \"%%Y-%%m-%%d\")) or as numbers (e.g. days since an origin), and train on that",
-      n, class(x)[1]
-    ), call. = FALSE)
-  }
+  if (inherits(x, "Date") || inherits(x, "POSIXt")) return("datetime")
   if (is.factor(x) || is.character(x)) return("string")
   if (is.integer(x)) return("integer")
   if (is.logical(x)) return("boolean")
   if (is.numeric(x)) return("number")
-  stop(sprintf("column '%s' holds %s values (allowed: numbers, integers, strings, factors, logicals)", n, class(x)[1]), call. = FALSE)
+  stop(sprintf("column '%s' holds %s values (allowed: numbers, integers, strings, factors, logicals, Dates, POSIXct)", n, class(x)[1]), call. = FALSE)
 }
 
 quoted <- function(x) paste(sprintf("'%s'", x), collapse = ", ")
@@ -129,6 +126,12 @@ model_output <- function(model, sample) {
     return(if (identical(trained$task_type, "classif")) classifier(trained$class_names) else list(type = "value"))
   }
   if (is_recipe_bundle(model)) return(model_output(model$model, baked(model, utils::head(sample, 5))))
+  if (inherits(model, c("glmnet", "cv.glmnet"))) {
+    fit <- if (inherits(model, "cv.glmnet")) model$glmnet.fit else model
+    if (inherits(fit, c("lognet", "multnet"))) return(classifier(fit$classnames))
+    if (inherits(fit, c("elnet", "fishnet"))) return(list(type = "value"))
+    stop(sprintf("a glmnet %s fit is not a model modelgen serves (allowed: gaussian, poisson, binomial, multinomial)", class(fit)[1]), call. = FALSE)
+  }
   if (inherits(model, "glm")) {
     if (!model$family$family %in% c("binomial", "quasibinomial")) return(list(type = "value"))
     return(classifier(binomial_classes(model)))
@@ -210,5 +213,6 @@ framework_of <- function(model) {
   if (inherits(model, "WrappedModel")) return("mlr")
   if (is.environment(model) && is.function(model$predict_newdata)) return("mlr3")
   if (is.list(model) && inherits(model$recipe, "recipe")) return("recipes")
+  if (inherits(model, c("glmnet", "cv.glmnet"))) return("glmnet")
   "stats"
 }

@@ -8,6 +8,7 @@
 # takes data =, a glm answers on the response scale, caret and mlr keep rows with gaps.
 predictions_of <- function(model, frame, output) {
   if (is_recipe_bundle(model)) return(predictions_of(model$model, baked(model, frame), output))
+  if (inherits(model, c("glmnet", "cv.glmnet"))) return(glmnet_predictions(model, frame, output))
   classes <- output$classes
   if (output$type == "label") {
     if (inherits(model, "ranger")) return(as.character(stats::predict(model, data = frame)$predictions))
@@ -114,4 +115,27 @@ check_round_trip <- function(model, sample, output, project, rds, rows) {
       output$type, difference
     ), call. = FALSE)
   }
+}
+
+# A glmnet fit predicts from model.matrix(~ ., frame) as its documentation builds newx, with the
+# columns the fit names (a backquoted name is the column's own), at the penalty to be served.
+glmnet_predictions <- function(model, frame, output) {
+  fit <- if (inherits(model, "cv.glmnet")) model$glmnet.fit else model
+  beta <- if (is.list(fit$beta)) fit$beta[[1]] else fit$beta
+  x <- stats::model.matrix(~ ., stats::model.frame(~ ., frame, na.action = stats::na.pass))
+  at <- match(gsub("`", "", rownames(beta)), gsub("`", "", colnames(x)))
+  if (anyNA(at)) {
+    stop(sprintf(
+      "the glmnet fit uses column(s) %s, which model.matrix(~ ., sample) does not make: fit it on model.matrix(~ ., data)[, -1] or on as.matrix() of numeric columns, named as the sample's",
+      quoted(rownames(beta)[is.na(at)])
+    ), call. = FALSE)
+  }
+  x <- x[, at, drop = FALSE]
+  args <- list(model, newx = x, type = "response")
+  if (!is.null(attr(model, "modelgen.s"))) args$s <- attr(model, "modelgen.s")
+  p <- do.call(stats::predict, args)
+  if (output$type == "value") return(as.numeric(p[, 1]))
+  p <- if (length(dim(p)) == 3L) matrix(p[, , 1], nrow = nrow(frame)) else cbind(1 - p[, 1], p[, 1])
+  p <- matrix(p, ncol = length(output$classes), dimnames = list(NULL, output$classes))
+  if (output$type == "label") output$classes[max.col(p, ties.method = "first")] else p
 }

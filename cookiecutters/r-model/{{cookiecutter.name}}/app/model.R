@@ -30,7 +30,7 @@ load_model <- function(path, expected_sha256, code_dir, packages = character()) 
 
 # What differs between frameworks is what their objects can tell and how they predict: five S3
 # generics, whose methods for each framework's class live in app/frameworks/<framework>.R
-# (caret, mlr, mlr3, recipes, stats), as vetiver has one handler per model type. Defaults are
+# (caret, mlr, mlr3, recipes, glmnet, stats), as vetiver has one handler per model type. Defaults are
 # in stats.R, for plain objects with a predict() method.
 #   prepared(model)              the object as served (e.g. one thread per worker)
 #   training_frame(model)        the data.frame it was trained on, when it keeps one
@@ -57,12 +57,13 @@ local({
 })
 
 # The columns as the model was trained on them: factors with the training levels, integers,
-# doubles, logicals. Read from the object where it keeps its training frame, else from the
-# contract's categories.
+# doubles, logicals, Dates, POSIXct. Read from the object where it keeps its training frame,
+# else from the contract's categories and dtype.
 training_types <- function(model, columns) {
   frame <- training_frame(model)
   types <- lapply(columns, function(c) {
     trained <- if (!is.null(frame) && c$name %in% names(frame)) frame[[c$name]] else NULL
+    if (c$type == "datetime") return(datetime_type(c, trained))
     if (is.factor(trained)) return(list(kind = "factor", levels = levels(trained)))
     if (is.integer(trained)) return(list(kind = "integer"))
     if (is.logical(trained)) return(list(kind = "logical"))
@@ -79,6 +80,17 @@ training_types <- function(model, columns) {
   types
 }
 
+# A datetime column is a Date or a POSIXct as the model was trained on it, else as the contract's
+# dtype says (POSIXct without one). A POSIXct gets the training frame's zone: the instant is the
+# same, but what the model reads off it (the hour, the weekday) depends on the zone; UTC when
+# the model keeps no frame or its column had no zone of its own.
+datetime_type <- function(column, trained) {
+  if (inherits(trained, "Date")) return(list(kind = "Date"))
+  if (!inherits(trained, "POSIXt") && identical(column$dtype, "Date")) return(list(kind = "Date"))
+  zone <- if (inherits(trained, "POSIXt")) attr(trained, "tzone")[1] else NULL
+  list(kind = "POSIXct", tz = if (is.null(zone) || is.na(zone) || !nzchar(zone)) "UTC" else zone)
+}
+
 as_frame <- function(values, types) {
   cols <- lapply(names(types), function(n) {
     v <- values[[n]]
@@ -88,7 +100,10 @@ as_frame <- function(values, types) {
       integer = as.integer(v),
       double = as.double(v),
       logical = as.logical(v),
-      character = as.character(v)
+      character = as.character(v),
+      # payload.R built the contract's dtype; the training frame's wins (a day is its midnight UTC).
+      Date = if (inherits(v, "Date")) v else structure(as.numeric(v) %/% 86400, class = "Date"),
+      POSIXct = .POSIXct(if (inherits(v, "Date")) unclass(v) * 86400 else as.numeric(v), tz = t$tz)
     )
   })
   names(cols) <- names(types)
