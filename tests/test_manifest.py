@@ -511,7 +511,8 @@ CASES = [
     Case(
         "r-runtime-with-python-values",
         [
-            'model.yaml:12: spec.framework: "xgboost" is not a r framework (allowed: caret, mlr, mlr3, recipes, glmnet, stats)',
+            'model.yaml:12: spec.framework: "xgboost" is not a r framework '
+            "(allowed: caret, mlr, mlr3, recipes, glmnet, stats)",
             'model.yaml:17: spec.artifact.format: "joblib" is not a r format (allowed: rds)',
             'model.yaml:19: spec.code[0]: "features.py" is not r code (allowed: .R files)',
         ],

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from support import Service, free_port, wait_until
-from test_service import _bad_requests, _csv, _python_follows_requests
+from test_service import _bad_requests, _csv, _python_follows_requests, _table_failures
 
 from modelgen.api import generate
 from modelgen.render import contract as contract_module
@@ -170,19 +170,8 @@ def test_every_payload_shape_gives_r_s_own_predictions(r_penguins, r_project, r_
 
 def test_the_python_table_of_bad_requests_gets_the_same_answers(r_penguins, r_project):
     sample = json.loads((r_project / "tests/sample.json").read_text())
-    contract = json.loads((r_project / "app/contract.json").read_text())
-    names = [c["name"] for c in contract["columns"]]
-    failures = []
-    for case, ctype, body, status, column, row, words in _bad_requests(sample, names):
-        data = body if isinstance(body, bytes) else body.encode()
-        got = r_penguins.request("POST", "/invocations", data, {"Content-Type": ctype} if ctype else {})
-        try:
-            error = got.json()["error"]
-        except (ValueError, KeyError, TypeError):
-            failures.append(f"{case}: {got.status} {got.body[:200]!r} is not the JSON error shape")
-            continue
-        if (got.status, error["column"], error["row"]) != (status, column, row) or words not in error["message"]:
-            failures.append(f"{case}: got {got.status} {error}")
+    columns = json.loads((r_project / "app/contract.json").read_text())["columns"]
+    failures = _table_failures(r_penguins, _bad_requests(sample, columns))
     assert not failures, "\n".join(failures)
     for method, path, status in (("GET", "/nope", 404), ("GET", "/invocations", 405), ("POST", "/ping", 405)):
         got = r_penguins.request(method, path, b"" if method == "POST" else None)
@@ -211,8 +200,8 @@ def test_a_hostile_body_gets_the_python_answer(r_penguins, r_project, case):
     """Each was a 500, a 200 (Inf scored; a year of 1e30 scored as NA; columns null) or the wrong 400
     (a duplicate key: "missing column 'NA'") from R; the Python service's answer is the reference."""
     sample = json.loads((r_project / "tests/sample.json").read_text())
-    names = [c["name"] for c in json.loads((r_project / "app/contract.json").read_text())["columns"]]
-    table = {c[0]: c for c in _bad_requests(sample, names) + _python_follows_requests(sample, names)}
+    columns = json.loads((r_project / "app/contract.json").read_text())["columns"]
+    table = {c[0]: c for c in _bad_requests(sample, columns) + _python_follows_requests(sample, columns)}
     _, ctype, body, status, column, row, words = table[case]
     data = body if isinstance(body, bytes) else body.encode()
     got = r_penguins.request("POST", "/invocations", data, {"Content-Type": ctype})

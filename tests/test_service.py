@@ -58,8 +58,12 @@ def _sample(project: Path) -> list[dict]:
     return json.loads((project / "tests/sample.json").read_text())
 
 
+def _columns(project: Path) -> list[dict]:
+    return json.loads((project / "app/contract.json").read_text())["columns"]
+
+
 def _names(project: Path) -> list[str]:
-    return [c["name"] for c in json.loads((project / "app/contract.json").read_text())["columns"]]
+    return [c["name"] for c in _columns(project)]
 
 
 def _frame(project: Path, rows: list[dict]) -> pd.DataFrame:
@@ -189,39 +193,65 @@ def test_metrics_add_up_across_workers(penguins, penguins_project):
 BIG = "x" * 70_000
 
 
-def _bad_requests(
-    sample: list[dict], names: list[str]
-) -> list[tuple[str, str, bytes, int, str | None, int | None, str]]:
+Case = tuple[str, str, "str | bytes", int, "str | None", "int | None", str]
+# What the service says of a value that is not of its column's type.
+NOT_A = {
+    "number": "is not a number",
+    "integer": "is not an integer",
+    "string": "is not a string",
+    "boolean": "is not true or false",
+    "datetime": "is not a date-time",
+}
+
+
+class _Picker:
+    """Columns of a model by what a bad-request case needs of one: the i-th number column (in turn,
+    so the cases spread over them), a strict one, a required one; None when the model has none."""
+
+    def __init__(self, columns: list[dict]):
+        self.columns = columns
+
+    def _of(self, keep, i: int) -> str | None:
+        found = [c["name"] for c in self.columns if keep(c)]
+        return found[i % len(found)] if found else None
+
+    def number(self, i: int = 0) -> str | None:
+        return self._of(lambda c: c["type"] == "number", i)
+
+    def integer(self) -> str | None:
+        return self._of(lambda c: c["type"] == "integer", 0)
+
+    def string(self) -> str | None:
+        return self._of(lambda c: c["type"] == "string", 0)
+
+    def strict(self) -> str | None:
+        return self._of(lambda c: c.get("strict"), 0)
+
+    def required(self) -> str | None:
+        return self._of(lambda c: not c["nullable"], 0)
+
+    def typed(self) -> str:
+        """A column whose type says what a list in it is not: an integer one when there is one."""
+        return self.integer() or self.columns[-1]["name"]
+
+    def type_of(self, name: str) -> str:
+        return next(c["type"] for c in self.columns if c["name"] == name)
+
+
+def _bad_requests(sample: list[dict], columns: list[dict]) -> list[Case]:
+    """The table of bad requests and their documented answers, for any model's ``columns`` (the
+    contract's): a case that needs a kind of column (a number, a strict string...) takes one the
+    model has, and is left out when it has none. ``sample[0]`` must be a valid row."""
     row = sample[0]
-    without_first = {k: v for k, v in row.items() if k != names[0]}
+    names = [c["name"] for c in columns]
+    pick = _Picker(columns)
+    first, typed = names[0], pick.typed()
+    without_first = {k: v for k, v in row.items() if k != first}
     j = "application/json"
-    return [
+    cases: list[Case | None] = [
         # (case, content type, body, status, column, row, words in the message)
-        ("missing column", j, json.dumps([without_first]), 400, names[0], 0, "missing column"),
+        ("missing column", j, json.dumps([without_first]), 400, first, 0, "missing column"),
         ("extra column", j, json.dumps([dict(row, colour="blue")]), 400, "colour", 0, "unknown column"),
-        (
-            "string for a number",
-            j,
-            json.dumps([row, dict(row, bill_length_mm="long")]),
-            400,
-            "bill_length_mm",
-            1,
-            "is not a number",
-        ),
-        ("bool for a number", j, json.dumps([dict(row, body_mass_g=True)]), 400, "body_mass_g", 0, "is not a number"),
-        ("number for a string", j, json.dumps([dict(row, island=3)]), 400, "island", 0, "is not a string"),
-        ("fraction for an integer", j, json.dumps([dict(row, year=2007.5)]), 400, "year", 0, "is not an integer"),
-        ("null in a non-nullable column", j, json.dumps([dict(row, year=None)]), 400, "year", 0, "null is not allowed"),
-        (
-            "unknown category of a strict column",
-            j,
-            json.dumps([dict(row, sex="unknown")]),
-            400,
-            "sex",
-            0,
-            "not a known category",
-        ),
-        ("infinite number", j, json.dumps([dict(row, bill_depth_mm=float("inf"))]), 400, "bill_depth_mm", 0, "finite"),
         ("not JSON", j, "{'island': 'Dream'", 400, None, None, "not valid JSON"),
         ("empty body", j, "", 400, None, None, "empty body"),
         ("JSON scalar", j, "42", 400, None, None, "object or a list"),
@@ -248,9 +278,9 @@ def _bad_requests(
         (
             "split with a duplicated column",
             j,
-            json.dumps({"dataframe_split": {"columns": [*names, names[0]], "data": []}}),
+            json.dumps({"dataframe_split": {"columns": [*names, first], "data": []}}),
             400,
-            names[0],
+            first,
             None,
             "more than once",
         ),
@@ -263,44 +293,18 @@ def _bad_requests(
             None,
             "unexpected field",
         ),
-        (
-            "CSV missing a column",
-            "text/csv",
-            ",".join(names[1:]) + "\n" + ",".join(["1"] * (len(names) - 1)) + "\n",
-            400,
-            names[0],
-            None,
-            "missing column",
-        ),
-        (
-            "CSV bad number",
-            "text/csv",
-            _csv(names, [row, dict(row, flipper_length_mm="wide")]),
-            400,
-            "flipper_length_mm",
-            1,
-            "is not a number",
-        ),
-        ("CSV row with too few fields", "text/csv", ",".join(names) + "\nDream,1\n", 400, None, 0, "fields"),
-        ("CSV header only", "text/csv", ",".join(names) + "\n", 400, None, None, "no data rows"),
+        ("CSV missing a column", "text/csv", _csv(names[1:], [row]), 400, first, None, "missing column"),
+        ("CSV row with too few fields", "text/csv", _csv(names, []) + "Dream,1\n", 400, None, 0, "fields"),
+        ("CSV header only", "text/csv", _csv(names, []), 400, None, None, "no data rows"),
         ("CSV not UTF-8", "text/csv", b"island\n\xff\xfe\n", 400, None, None, "not UTF-8"),
         ("unsupported media type", "text/plain", "island=Dream", 415, None, None, "unsupported media type"),
         ("no media type", "", json.dumps([row]), 415, None, None, "unsupported media type"),
-        ("body over the limit", j, json.dumps([dict(row, island=BIG)]), 413, None, None, "over the limit"),
+        ("body over the limit", j, json.dumps([dict(row, **{first: BIG})]), 413, None, None, "over the limit"),
         # Bodies from hostile or careless clients (issue 12): the same answers from both runtimes.
-        (
-            "number too large for a float",
-            j,
-            _with_raw(row, "bill_depth_mm", "1e400"),
-            400,
-            "bill_depth_mm",
-            0,
-            "is not a finite number",
-        ),
         (
             "JSON in latin-1",
             j,
-            json.dumps([dict(row, island="Dréam")], ensure_ascii=False).encode("latin-1"),
+            json.dumps([dict(row, **{first: "Dréam"})], ensure_ascii=False).encode("latin-1"),
             400,
             None,
             None,
@@ -318,7 +322,7 @@ def _bad_requests(
         (
             "NUL byte in JSON",
             j,
-            json.dumps([dict(row, island="Dr\0eam")]).replace("\\u0000", "\0"),
+            json.dumps([dict(row, **{first: "Dr\0eam"})]).replace("\\u0000", "\0"),
             400,
             None,
             None,
@@ -335,15 +339,6 @@ def _bad_requests(
             "not UTF-8",
         ),
         (
-            "NUL byte in a CSV number",
-            "text/csv",
-            _csv(names, [dict(row, bill_depth_mm="1\x008")]),
-            400,
-            "bill_depth_mm",
-            0,
-            "is not a number",
-        ),
-        (
             "split with columns null",
             j,
             json.dumps({"dataframe_split": {"columns": None, "data": [[row[n] for n in names]]}}),
@@ -355,13 +350,85 @@ def _bad_requests(
         (
             "value nested 500 deep",
             j,
-            _with_raw(row, "year", "[" * 500 + "]" * 500),
+            _with_raw(row, typed, "[" * 500 + "]" * 500),
             400,
-            "year",
+            typed,
             0,
-            "is not an integer",
+            NOT_A[pick.type_of(typed)],
         ),
     ]
+    if (n := pick.number(0)) is not None:
+        cases += [
+            ("string for a number", j, json.dumps([row, dict(row, **{n: "long"})]), 400, n, 1, "is not a number"),
+            (
+                "bool for a number",
+                j,
+                json.dumps([dict(row, **{pick.number(3): True})]),
+                400,
+                pick.number(3),
+                0,
+                "is not a number",
+            ),
+            (
+                "infinite number",
+                j,
+                json.dumps([dict(row, **{pick.number(1): float("inf")})]),
+                400,
+                pick.number(1),
+                0,
+                "finite",
+            ),
+            (
+                "CSV bad number",
+                "text/csv",
+                _csv(names, [row, dict(row, **{pick.number(2): "wide"})]),
+                400,
+                pick.number(2),
+                1,
+                "is not a number",
+            ),
+            (
+                "number too large for a float",
+                j,
+                _with_raw(row, pick.number(1), "1e400"),
+                400,
+                pick.number(1),
+                0,
+                "is not a finite number",
+            ),
+            (
+                "NUL byte in a CSV number",
+                "text/csv",
+                _csv(names, [dict(row, **{pick.number(1): "1\x008"})]),
+                400,
+                pick.number(1),
+                0,
+                "is not a number",
+            ),
+        ]
+    if (s := pick.string()) is not None:
+        cases.append(("number for a string", j, json.dumps([dict(row, **{s: 3})]), 400, s, 0, "is not a string"))
+    if (i := pick.integer()) is not None:
+        cases.append(
+            ("fraction for an integer", j, json.dumps([dict(row, **{i: 2007.5})]), 400, i, 0, "is not an integer")
+        )
+    if (r := pick.required()) is not None:
+        cases.append(
+            ("null in a non-nullable column", j, json.dumps([dict(row, **{r: None})]), 400, r, 0, "null is not allowed")
+        )
+    if (k := pick.strict()) is not None:
+        cases.append(
+            (
+                "unknown category of a strict column",
+                j,
+                json.dumps([dict(row, **{k: "unknown"})]),
+                400,
+                k,
+                0,
+                "not a known category",
+            )
+        )
+    return cases
 
 
 def _with_raw(row: dict, name: str, text: str) -> str:
@@ -369,15 +436,16 @@ def _with_raw(row: dict, name: str, text: str) -> str:
     return "[" + json.dumps({**row, name: "@"}).replace('"@"', text) + "]"
 
 
-def _python_follows_requests(
-    sample: list[dict], names: list[str]
-) -> list[tuple[str, str, bytes, int, str | None, int | None, str]]:
+def _python_follows_requests(sample: list[dict], columns: list[dict]) -> list[Case]:
     """Bad requests the R service answers so; the Python service answers them alike with its fixes for
     issue 12 (items 5 and 15), and then ``test_bad_requests_get_their_documented_4xx`` takes these too."""
     row = sample[0]
+    names = [c["name"] for c in columns]
+    pick = _Picker(columns)
+    typed = pick.typed()
     j = "application/json"
     first = json.dumps({names[0]: row[names[0]]})[1:-1]
-    return [
+    cases = [
         (
             "duplicate key",
             j,
@@ -387,40 +455,58 @@ def _python_follows_requests(
             None,
             f"key {names[0]!r} appears more than once",
         ),
-        ("integer out of range", j, json.dumps([dict(row, year=10**30)]), 400, "year", 0, "out of range"),
-        ("CSV integer out of range", "text/csv", _csv(names, [dict(row, year=10**30)]), 400, "year", 0, "out of range"),
         (
             "value nested 30,000 deep",
             j,
-            _with_raw(row, "year", "[" * 30_000 + "]" * 30_000),
+            _with_raw(row, typed, "[" * 30_000 + "]" * 30_000),
             400,
-            "year",
+            typed,
             0,
-            "is not an integer",
+            NOT_A[pick.type_of(typed)],
         ),
     ]
+    if (i := pick.integer()) is not None:
+        cases += [
+            ("integer out of range", j, json.dumps([dict(row, **{i: 10**30})]), 400, i, 0, "out of range"),
+            (
+                "CSV integer out of range",
+                "text/csv",
+                _csv(names, [dict(row, **{i: 10**30})]),
+                400,
+                i,
+                0,
+                "out of range",
+            ),
+        ]
+    return cases
 
 
 def test_bad_requests_get_their_documented_4xx(penguins, penguins_project):
-    sample, names = _sample(penguins_project), _names(penguins_project)
+    sample, columns = _sample(penguins_project), _columns(penguins_project)
     # The R service's hostile cases too, but the deep nesting: Python refuses the whole body
     # ("nested too deeply", no column) before it reaches a cell, R names the cell.
-    shared = [c for c in _python_follows_requests(sample, names) if not c[0].startswith("value nested")]
-    cases = _bad_requests(sample, names) + shared
-    assert len(cases) >= 18
+    shared = [c for c in _python_follows_requests(sample, columns) if not c[0].startswith("value nested")]
+    cases = _bad_requests(sample, columns) + shared
+    assert len(cases) == 38  # penguins have every kind of column the table asks for
+    failures = _table_failures(penguins, cases)
+    assert not failures, "\n".join(failures)
+
+
+def _table_failures(service: Service, cases: list[Case]) -> list[str]:
+    """Each case ``service`` does not answer as documented: status, column, row and words."""
     failures = []
     for case, ctype, body, status, column, row, words in cases:
         data = body if isinstance(body, bytes) else body.encode()
         headers = {"Content-Type": ctype} if ctype else {}
-        got = penguins.request("POST", "/invocations", data, headers)
+        got = service.request("POST", "/invocations", data, headers)
         try:
             error = got.json()["error"]
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             failures.append(f"{case}: {got.status} {got.body[:200]!r} is not the JSON error shape")
             continue
         if (got.status, error["column"], error["row"]) != (status, column, row) or words not in error["message"]:
             failures.append(f"{case}: got {got.status} {error}")
-    assert not failures, "\n".join(failures)
+    return failures
 
 
 def test_other_methods_and_paths_answer_in_json(penguins):
