@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from support import Service, fetch_artifact
+from support import Service, fetch_artifact, wait_until
 from test_service import _bad_requests, _python_follows_requests, _table_failures
 
 import modelgen
@@ -173,8 +173,10 @@ def lightgbm_typed() -> Case:
 
     X, y = typed_penguins(), penguins()[1]
     model = make_pipeline(DateParts(("seen at",)), lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)).fit(X, y)
-    traffic = with_gaps(X, ["flipper (mm)", "tagged?", "seen at"])
-    return Case("corpus-lightgbm", model, X, traffic, {"code": [HERE / "corpus_steps.py"]})
+    traffic = with_gaps(X, ["flipper (mm)", "tagged?", "bill length (mm)"])
+    # The training rows as reference: drift monitoring on, and nullability from them ("seen at" and
+    # "island name" never miss there, so they are required).
+    return Case("corpus-lightgbm", model, X, traffic, {"code": [HERE / "corpus_steps.py"], "reference": X})
 
 
 def native_categories() -> Case:
@@ -271,8 +273,9 @@ def served_answers(body: dict[str, Any], output: dict[str, Any]) -> list[Any]:
 @dataclass
 class Shipped:
     case: Case
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # the contract the service serves
     service: Service
+    inputs: Path  # its input log's folder
 
 
 @pytest.fixture(scope="module", params=list(CORPUS))
@@ -292,9 +295,11 @@ def shipped(request, tmp_path_factory):
     project = generate(Path(deployment.manifest), folder / "out").path
     model_path = fetch_artifact(project, Path(sys.executable), folder / "model" / f"model.{case.name}")
     contract = json.loads((project / "app/contract.json").read_text("utf-8"))
-    # The body limit of test_service.py's penguins, whose table of bad requests runs here too.
-    service = Service(project, Path(sys.executable), model_path, env={"MAX_REQUEST_BYTES": "65536"}).start()
-    yield Shipped(case, contract, service)
+    # The body limit of test_service.py's penguins, whose table of bad requests runs here too; every
+    # scored request in the input log, for the models deployed with a reference (monitoring on).
+    env = {"MAX_REQUEST_BYTES": "65536", "MODELGEN_INPUT_LOG": str(folder / "inputs"), "MODELGEN_LOG_SAMPLE_RATE": "1"}
+    service = Service(project, Path(sys.executable), model_path, env=env).start()
+    yield Shipped(case, contract, service, folder / "inputs")
     service.stop()
 
 
@@ -328,8 +333,11 @@ def test_the_manifest_keeps_names_and_dtypes_as_trained(shipped):
         assert column["dtype"] == (None if plain else dtype), column  # recorded unless the service's default
         if column["type"] == "string" and column["categories"] is not None:
             assert len(column["categories"]) <= 100, column["name"]  # free text is no category list
-    # the sample's lack of gaps says nothing: every column takes null unless declared otherwise
+    # the sample's lack of gaps says nothing: every column takes null unless the reference (the
+    # training rows) never misses it, or the data scientist declared it required
     required = {n for n, c in case.options.get("columns", {}).items() if c.get("nullable") is False}
+    if "reference" in case.options:
+        required |= {n for n in case.train.columns if not case.options["reference"][n].isna().any()}
     assert {c["name"] for c in columns if not c["nullable"]} == required
 
 
@@ -384,3 +392,51 @@ def test_the_service_table_of_bad_requests_gets_its_documented_answers(shipped):
     assert len(cases) >= 26
     failures = _table_failures(shipped.service, cases)
     assert not failures, "\n".join(failures)
+
+
+def metric_values(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = service.request("GET", "/metrics").body.decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.parametrize("shipped", ["lightgbm_typed"], indirect=True)  # the one deployed with a reference
+def test_a_monitored_model_counts_and_logs_what_it_served(shipped):
+    """Typed columns (a category, Int64, boolean, a datetime) through the reference profile, the
+    service's counters and its input log: each row's gaps counted under its column's own name, each
+    prediction by its label, each row logged with the label served."""
+    case, contract = shipped.case, shipped.manifest
+    features = {f["name"]: f["kind"] for f in contract["monitoring"]["features"]}
+    assert features == {
+        "island name": "categorical",
+        "bill length (mm)": "numeric",
+        "flipper (mm)": "numeric",
+        "seen at": "missing",  # a datetime: only its gaps are counted
+        "tagged?": "categorical",
+    }
+    before = metric_values(shipped.service)
+    answer = shipped.service.post_json(records(case.traffic))
+    assert answer.status == 200, answer.body[:300]
+    labels = [p["label"] for p in answer.json()["predictions"]]
+
+    def delta(after, name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    after = wait_until(
+        lambda: metric_values(shipped.service),
+        lambda m: sum(delta(m, "modelgen_predictions_total", bin=c) for c in set(labels)) == len(labels),
+        message="the predictions were not counted",
+    )
+    for label in set(labels):
+        assert delta(after, "modelgen_predictions_total", bin=label) == labels.count(label)
+    for name in features:
+        assert delta(after, "modelgen_feature_missing_total", feature=name) == case.traffic[name].isna().sum(), name
+    logged = [json.loads(line) for f in sorted(shipped.inputs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert [row["__prediction"] for row in logged[-len(labels) :]] == labels
+    assert [row["seen at"] for row in logged[-len(labels) :]] == [json_value(v) for v in case.traffic["seen at"]]

@@ -126,10 +126,9 @@ class Monitor:
             for feature in self.features:
                 column = frame[feature.name]
                 if type(feature) is _Numeric and column.dtype.kind not in "fiu":  # Int64, Float32...: NA as NaN
-                    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+                    feature.observe(column.to_numpy(dtype=np.float64, na_value=np.nan), add)
                 else:
-                    values = column.to_numpy()
-                feature.observe(values, add)
+                    feature.observe(column.to_numpy(), add)
             if self.numeric_predictions:
                 bins = np.searchsorted(self.prediction_edges, np.asarray(values, dtype=np.float64), side="left")
                 for index, count in Tally(bins.tolist()).items():
