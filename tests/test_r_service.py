@@ -582,6 +582,21 @@ def test_both_runtimes_take_the_accepted_value_forms_from_the_contract(tmp_path)
         {"csv": False, "body": '[{"n": 2.0, "b": true}]'},
         {"csv": False, "body": '[{"n": 2, "b": false}, {"n": null, "b": true}]'},
     ]
+    r_answers, python_answers = _both_runtimes(tmp_path, columns, values, cases, _plain_values)
+    assert python_answers == [
+        {"values": {"n": [None, 3], "b": [True, False]}},
+        {"column": "n", "row": 0},
+        {"column": "b", "row": 0},
+        {"column": "n", "row": 0},
+        {"column": "n", "row": 0},
+        {"values": {"n": [2, None], "b": [False, True]}},
+    ]
+    assert r_answers == python_answers
+
+
+def _both_runtimes(tmp_path, columns, values, cases, python_values) -> tuple[list, list]:
+    """Each case (a JSON or CSV body) read by both services' payload code under one contract: R's
+    answers (VALUE_FORMS) and Python's, an error as its column and row, else ``python_values(frame)``."""
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"columns": columns, "values": values, "cases": cases}))
     app = templates_dir() / "r-model" / "{{cookiecutter.name}}" / "app"
@@ -608,18 +623,17 @@ def test_both_runtimes_take_the_accepted_value_forms_from_the_contract(tmp_path)
         except payload.BadRequest as err:
             python_answers.append({"column": err.column, "row": err.row})
         else:
-            python_answers.append(
-                {"values": {n: [None if _missing(v) else v for v in frame[n].tolist()] for n in frame.columns}}
-            )
-    assert python_answers == [
-        {"values": {"n": [None, 3], "b": [True, False]}},
-        {"column": "n", "row": 0},
-        {"column": "b", "row": 0},
-        {"column": "n", "row": 0},
-        {"column": "n", "row": 0},
-        {"values": {"n": [2, None], "b": [False, True]}},
-    ]
-    assert r_answers == python_answers
+            python_answers.append({"values": python_values(frame)})
+    return r_answers, python_answers
+
+
+def _plain_values(frame) -> dict[str, list]:
+    return {n: [None if _missing(v) else v for v in frame[n].tolist()] for n in frame.columns}
+
+
+def _instants(frame) -> dict[str, list]:
+    """Column t as seconds since 1970 UTC, as R's answers give them."""
+    return {"t": [None if s is None or s != s else s.timestamp() for s in frame["t"].tolist()]}
 
 
 def _missing(value) -> bool:
@@ -638,34 +652,7 @@ def test_both_runtimes_take_the_datetime_form_from_the_contract(tmp_path):
         {"csv": True, "body": "t\n2024-03-01 10:00\n"},
         {"csv": False, "body": '[{"t": "2024-02-30"}]'},
     ]
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"columns": columns, "values": values, "cases": cases}))
-    app = templates_dir() / "r-model" / "{{cookiecutter.name}}" / "app"
-    done = subprocess.run(
-        [rscript(), "-e", VALUE_FORMS, app, spec],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **R_ENV},
-    )
-    assert done.returncode == 0, done.stderr
-    r_answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-    sys.path.insert(0, str(templates_dir() / "python-model" / "{{cookiecutter.name}}"))
-    try:
-        payload = importlib.import_module("app.payload")
-    finally:
-        sys.path.pop(0)
-    schema = payload.InputSchema(columns, values)
-    python_answers = []
-    for case in cases:
-        try:
-            frame = (schema.from_csv if case["csv"] else schema.from_json)(case["body"].encode())
-        except payload.BadRequest as err:
-            python_answers.append({"column": err.column, "row": err.row})
-        else:
-            stamps = frame["t"].tolist()
-            python_answers.append({"values": {"t": [None if s is None or s != s else s.timestamp() for s in stamps]}})
+    r_answers, python_answers = _both_runtimes(tmp_path, columns, values, cases, _instants)
     day = 1709251200.0  # 2024-03-01T00:00:00Z
     assert python_answers == [
         {"values": {"t": [day, None]}},
