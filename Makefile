@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,examples,test,webhook,monitor]'
+	$(PY) -m pip install --quiet -e '.[serve,examples,test,webhook,monitor,onnx]'
 	touch $(STAMP)
 
 # The demo's GitOps remote is a local git repository, and the service it starts runs gunicorn

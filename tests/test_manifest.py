@@ -30,7 +30,7 @@ from modelgen.manifest import (
     named_files,
     schema,
 )
-from modelgen.manifest.model import Autoscaling, Monitoring, Notify, Resources, Training
+from modelgen.manifest.model import Autoscaling, Monitoring, Notify, OnnxGates, Resources, Training
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "manifests"
@@ -119,7 +119,10 @@ def test_valid_manifest_is_typed_with_defaults(folder):
         autoscaling=Autoscaling(min=2, max=6, cpu=70),
         resources=Resources(cpu="500m", memory="1Gi"),
         host="penguins.apps.example.com",
+        engine="native",
+        onnx=OnnxGates(tolerance=1e-06, speed_gate=True, fallback=""),
     )
+    assert (m.engine, m.engine_reason, m.artifact.onnx) == ("native", "", None)
     assert m.environments == (
         Environment(
             name="dev",
@@ -170,6 +173,8 @@ def test_minimal_manifest_takes_every_default(folder):
         autoscaling=Autoscaling(min=2, max=10, cpu=70),
         resources=Resources(cpu="1", memory="1Gi"),
         host="",
+        engine="native",
+        onnx=OnnxGates(tolerance=1e-06, speed_gate=True, fallback=""),
     )
     default = {"replicas": 2, "autoscaling": Autoscaling(min=2, max=10, cpu=70)}
     resources = Resources(cpu="1", memory="1Gi")
@@ -636,6 +641,20 @@ CASES = [
             "with (allowed: at least one pin such as scikit-learn==1.5.2; only an R model may need none)"
         ],
         edits=[("[scikit-learn==1.5.2, xgboost==2.1.1]", "[]")],
+    ),
+    # ---- engines
+    Case(
+        "onnx-engine-without-the-converted-model",
+        [
+            "model.yaml:28: spec.serving.engine: onnx needs spec.artifact.onnx, the converted model (allowed: "
+            'native or auto; or convert it with `modelgen convert` or deploy(engine="onnx"))'
+        ],
+        edits=[("    replicas: 3\n", "    engine: onnx\n")],
+    ),
+    Case(
+        "unknown-engine",
+        ['model.yaml:28: spec.serving.engine: "tensorrt" is not allowed (allowed: native, onnx, auto)'],
+        edits=[("    replicas: 3\n", "    engine: tensorrt\n")],
     ),
     # ---- system packages (a line added after the last one, 37)
     Case(
@@ -1105,9 +1124,9 @@ def test_docs_page_is_the_generated_reference():
 def test_docs_page_covers_every_schema_property():
     page = docs.manifest_reference()
     paths = schema_property_paths()
-    assert (
-        len(paths) == 92
-    )  # spec.input[].dtype, spec.systemPackages; spec.training.resources has fields of its own (their defaults differ)
+    # spec.input[].dtype, spec.systemPackages, spec.serving.engine/onnx and spec.artifact.onnx (21);
+    # spec.training.resources has fields of its own (their defaults differ)
+    assert len(paths) == 113
     assert "spec.training.resources.memory" in paths
     assert "metadata.provenance.metrics" in paths and "spec.artifact.trusted" in paths
     assert "spec.environments[].host" in paths and "spec.serving.autoscaling.cpu" in paths

@@ -98,18 +98,52 @@ class Column:
 
 
 @dataclass(frozen=True)
+class OnnxArtifact:
+    """The model converted to ONNX: a second artifact, and what the service needs to read it."""
+
+    uri: str
+    sha256: str
+    output: str
+    precision: str
+    null_token: str
+    converters: dict[str, str]
+    parity: dict[str, Any]
+    speed: dict[str, float]
+
+    @classmethod
+    def of(cls, given: dict[str, Any]) -> OnnxArtifact:
+        return cls(
+            uri=given["uri"],
+            sha256=given["sha256"],
+            output=given["output"],
+            precision=given["precision"],
+            null_token=given["nullToken"],
+            converters=dict(given.get("converters", {})),
+            parity=dict(given.get("parity", {})),
+            speed=dict(given.get("speed", {})),
+        )
+
+
+@dataclass(frozen=True)
 class Artifact:
     uri: str
     sha256: str
     format: str
     secret: str
     trusted: tuple[str, ...] | None = None  # skops only
+    onnx: OnnxArtifact | None = None
 
     @classmethod
     def of(cls, given: dict[str, Any]) -> Artifact:
         trusted = given.get("trusted")
+        onnx = given.get("onnx")
         return cls(
-            given["uri"], given["sha256"], given["format"], given["secret"], None if trusted is None else tuple(trusted)
+            given["uri"],
+            given["sha256"],
+            given["format"],
+            given["secret"],
+            None if trusted is None else tuple(trusted),
+            OnnxArtifact.of(onnx) if onnx is not None else None,
         )
 
     @property
@@ -138,6 +172,13 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class OnnxGates:
+    tolerance: float
+    speed_gate: bool
+    fallback: str  # why engine auto serves native, as the conversion recorded it
+
+
+@dataclass(frozen=True)
 class Serving:
     server: str
     workers: int | None
@@ -147,9 +188,12 @@ class Serving:
     autoscaling: Autoscaling
     resources: Resources
     host: str
+    engine: str  # as asked: native, onnx or auto (Manifest.engine is the one served)
+    onnx: OnnxGates
 
     @classmethod
     def of(cls, given: dict[str, Any]) -> Serving:
+        onnx = given["onnx"]
         return cls(
             server=given["server"],
             workers=given.get("workers"),
@@ -159,6 +203,8 @@ class Serving:
             autoscaling=Autoscaling(**given["autoscaling"]),
             resources=Resources(**given["resources"]),
             host=given.get("route", {}).get("host", ""),
+            engine=given["engine"],
+            onnx=OnnxGates(onnx["tolerance"], onnx["speedGate"], onnx.get("fallback", "")),
         )
 
 
@@ -275,6 +321,20 @@ class Manifest:
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    @property
+    def engine(self) -> str:
+        """The engine the service runs: onnx when asked for (or under auto) and converted, else native."""
+        if self.serving.engine != "native" and self.artifact.onnx is not None:
+            return "onnx"
+        return "native"
+
+    @property
+    def engine_reason(self) -> str:
+        """Why the engine served is not the one asked for ("" when it is)."""
+        if self.serving.engine != "auto" or self.engine == "onnx":
+            return ""
+        return self.serving.onnx.fallback or "not converted to ONNX yet (modelgen convert)"
 
     @property
     def apt_packages(self) -> tuple[str, ...]:

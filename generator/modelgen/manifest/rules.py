@@ -272,6 +272,24 @@ def python_requirements(c: Checked) -> None:
         )
 
 
+def engine_has_its_artifact(c: Checked) -> None:
+    engine = c.get("spec", "serving", "engine")
+    onnx = c.get("spec", "artifact", "onnx")
+    if c.get("spec", "runtime") == "r":
+        if engine not in (MISSING, "native"):
+            c.add(("spec", "serving", "engine"), f"{show(engine)}: an R model is served natively (allowed: native)")
+        if onnx is not MISSING:
+            c.add(("spec", "artifact", "onnx"), "applies to Python models only (allowed here: leave it out)")
+    elif engine == "onnx" and onnx is MISSING:
+        fallback = c.get("spec", "serving", "onnx", "fallback")
+        why = f" (the conversion said: {fallback})" if isinstance(fallback, str) and fallback else ""
+        c.add(
+            ("spec", "serving", "engine"),
+            f"onnx needs spec.artifact.onnx, the converted model{why} (allowed: native or auto; or convert it "
+            'with `modelgen convert` or deploy(engine="onnx"))',
+        )
+
+
 def trusted_only_for_skops(c: Checked) -> None:
     if c.get("spec", "runtime") is MISSING:
         return
@@ -295,6 +313,7 @@ def code_of_the_runtime(c: Checked) -> None:
 # The fields that hold URIs; the manifest is committed to Git and the artifact URI served on /metadata.
 URI_FIELDS: tuple[FieldPath, ...] = (
     ("spec", "artifact", "uri"),
+    ("spec", "artifact", "onnx", "uri"),
     ("spec", "monitoring", "reference"),
     ("spec", "training", "registry"),
     ("spec", "training", "data"),
@@ -444,6 +463,7 @@ RULES: tuple[Rule, ...] = (
     runtime_values,
     r_fields_on_r,
     python_requirements,
+    engine_has_its_artifact,
     trusted_only_for_skops,
     code_of_the_runtime,
     code_files,

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from modelgen.manifest import Artifact, Manifest
+from modelgen.manifest import Artifact, Manifest, OnnxArtifact
 from modelgen.manifest.values import VALUES
 from modelgen.registry.policy import DOWNLOAD
 
@@ -49,6 +49,11 @@ def build(manifest: Manifest, profile: Mapping[str, Any] | None, modelgen_versio
         "columns": [column(asdict(c)) for c in manifest.columns],
         "values": VALUES,
         "artifact": artifact_fields(manifest.artifact),
+        # What runs the model (MODELGEN_ENGINE switches back to native without a new image) and,
+        # when it was converted, how the service reads the ONNX artifact.
+        "engine": manifest.engine,
+        "engineReason": manifest.engine_reason,
+        "onnx": onnx_fields(manifest.artifact.onnx) if manifest.artifact.onnx else None,
         "download": DOWNLOAD,  # how the init containers retry and when they give up
         "requirements": list(manifest.requirements),
         "server": serving.server,
@@ -305,6 +310,18 @@ def _payload_shapes(columns: list[str], record: dict[str, Any]) -> list[dict[str
         rows,
         record,
     ]
+
+
+def onnx_fields(onnx: OnnxArtifact) -> dict[str, Any]:
+    """What the service needs of ``spec.artifact.onnx``: where it is, its bytes, how to feed and read it."""
+    return {
+        "uri": onnx.uri,
+        "sha256": onnx.sha256,
+        "output": onnx.output,
+        "precision": onnx.precision,
+        "nullToken": onnx.null_token,
+        "onnxruntime": onnx.converters.get("onnxruntime", ""),
+    }
 
 
 def artifact_fields(artifact: Artifact) -> dict[str, Any]:
