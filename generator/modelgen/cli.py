@@ -150,6 +150,13 @@ def _upgrade(args: argparse.Namespace) -> int:
     return EXIT_CONFLICTS if result.conflicts else 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from modelgen.engines.record import convert_manifest
+
+    print(convert_manifest(args.manifest, args.engine).message)
+    return 0
+
+
 def _profile(args: argparse.Namespace) -> int:
     import json
 
@@ -399,6 +406,18 @@ def parser() -> argparse.ArgumentParser:
     _gitops_options(up)
     _merge_request_options(up)
     up.set_defaults(run=_upgrade)
+
+    cv = sub.add_parser(
+        "convert", help="convert the model to ONNX, check it against the artifact, publish it and record it"
+    )
+    cv.add_argument("manifest", help="the model's model.yaml (edited in place)")
+    cv.add_argument(
+        "--engine",
+        choices=["onnx", "auto"],
+        help="onnx: fail unless the conversion passes its gates; auto: else serve natively, saying why "
+        "(default: the manifest's spec.serving.engine, auto when it says native)",
+    )
+    cv.set_defaults(run=_convert)
 
     pf = sub.add_parser("profile", help="the reference profile drift is measured against")
     pf.add_argument("reference", help="reference rows (CSV, JSON lines, JSON or Parquet), e.g. a training sample")

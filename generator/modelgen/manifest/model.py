@@ -123,6 +123,19 @@ class OnnxArtifact:
             speed=dict(given.get("speed", {})),
         )
 
+    def document(self) -> dict[str, Any]:
+        """``spec.artifact.onnx`` as the manifest writes it (what ``of`` reads)."""
+        return {
+            "uri": self.uri,
+            "sha256": self.sha256,
+            "output": self.output,
+            "precision": self.precision,
+            "nullToken": self.null_token,
+            "converters": dict(self.converters),
+            **({"parity": dict(self.parity)} if self.parity else {}),
+            **({"speed": dict(self.speed)} if self.speed else {}),
+        }
+
 
 @dataclass(frozen=True)
 class Artifact:

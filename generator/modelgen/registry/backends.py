@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from modelgen.credentials import WHERE_REGISTRY_CREDENTIALS_GO, has_credentials, redacted
@@ -334,6 +334,18 @@ def fetch(uri: str, sha256: str) -> bytes:
         return HttpRegistry(uri.rsplit("/", 3)[0]).fetch(uri, sha256)
     path = Path(url2pathname(urlsplit(uri).path))
     return LocalRegistry(path.parents[2]).fetch(uri, sha256)
+
+
+def publish_beside(uri: str, filename: str, data: bytes) -> Artifact:
+    """Publish ``data`` as ``filename`` in the folder of the artifact at ``uri`` (``BASE/NAME/VERSION/``).
+
+    >>> publish_beside("https://nexus.example.com/repository/models/churn/1.0.0/model.joblib", "../x", b"")
+    Traceback (most recent call last):
+    ...
+    modelgen.errors.RegistryError: '../x' is not a plain file name (letters, digits, '.', '_', '-')
+    """
+    base, name, version, _ = uri.rsplit("/", 3)
+    return registry_for(base).publish(unquote(name), unquote(version), filename, data)
 
 
 def _check_place(name: str, version: str, filename: str) -> None:

@@ -20,6 +20,8 @@ from modelgen.manifest import Manifest
 from modelgen.render.templates import CODE_DIR, Files, context, render_inputs, render_verbatim, templates_dir
 
 TIMEOUT_SECONDS = 600
+# Settings of a project's service that would point it away from its own files in the private copy.
+PROJECT_VARIABLES = ("MODEL_PATH", "MODEL_SHA256", "ONNX_PATH", "ONNX_SHA256", "MODELGEN_ENGINE")
 
 
 @dataclass(frozen=True)
@@ -45,28 +47,53 @@ def run_batch(
     project: Files, runtime: str, artifact: bytes, artifact_format: str, rows: bytes, suffix: str
 ) -> BatchRun:
     """Score ``rows`` (CSV with a header when ``suffix`` is ".csv", else JSON as /invocations takes it)."""
-    with tempfile.TemporaryDirectory(prefix="modelgen-batch-") as tmp:
+    if runtime == "python":
+        command = [sys.executable, "-m", "app.batch", f"rows{suffix}", "predictions.csv"]
+    else:
+        command = ["Rscript", "app/batch.R", f"rows{suffix}", "predictions.csv"]
+    files = {f"model.{artifact_format}": artifact, f"rows{suffix}": rows}
+    # The artifact itself answers: a converted model answers the same (its parity gate said so).
+    done = run_in_project(project, files, command, ("predictions.csv",), env={"MODELGEN_ENGINE": "native"})
+    written = done.outputs.get("predictions.csv")
+    text = written.decode("utf-8") if done.returncode == 0 and written is not None else None
+    return BatchRun(done.returncode, text, done.error)
+
+
+@dataclass(frozen=True)
+class ProjectRun:
+    """How a command in a private copy of a project ended: exit code (-1: could not run), the files
+    it wrote of those asked for, its stdout, its last line on stderr."""
+
+    returncode: int
+    outputs: dict[str, bytes]
+    stdout: str
+    error: str
+
+
+def run_in_project(
+    project: Files,
+    files: dict[str, bytes],
+    command: list[str],
+    outputs: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> ProjectRun:
+    """Run ``command`` in a private copy of ``project`` with ``files`` (the artifact, rows...) beside
+    ``app/``, and ``env`` set; ``outputs`` are the files to bring back."""
+    with tempfile.TemporaryDirectory(prefix="modelgen-project-") as tmp:
         root = Path(tmp)
-        for rel, content in project.items():
+        for rel, content in {**project, **files}.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(content)
-        (root / f"model.{artifact_format}").write_bytes(artifact)
-        (root / f"rows{suffix}").write_bytes(rows)
-        if runtime == "python":
-            command = [sys.executable, "-m", "app.batch", f"rows{suffix}", "predictions.csv"]
-        else:
-            command = ["Rscript", "app/batch.R", f"rows{suffix}", "predictions.csv"]
         # The project's own defaults (model.<format> beside app/, the pinned sha256) and only the
         # project on the path: what the service has, not what the caller's environment adds.
-        env: dict[str, Any] = {k: v for k, v in os.environ.items() if k not in ("MODEL_PATH", "MODEL_SHA256")}
-        env["PYTHONPATH"] = str(root)
+        environment: dict[str, Any] = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES}
+        environment.update(env or {}, PYTHONPATH=str(root))
         try:
             done = subprocess.run(
-                command, cwd=root, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False
+                command, cwd=root, env=environment, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as err:
-            return BatchRun(-1, None, str(err))
+            return ProjectRun(-1, {}, "", str(err))
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        output = root / "predictions.csv"
-        text = output.read_text("utf-8") if done.returncode == 0 and output.is_file() else None
-        return BatchRun(done.returncode, text, last)
+        written = {name: (root / name).read_bytes() for name in outputs if (root / name).is_file()}
+        return ProjectRun(done.returncode, written, done.stdout, last)

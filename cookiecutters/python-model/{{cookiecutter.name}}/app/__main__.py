@@ -1,4 +1,4 @@
-"""``python -m app``: check and load the model, then serve it with gunicorn or waitress.
+"""``python -m app``: check and load the model (or its ONNX conversion), then serve it with gunicorn or waitress.
 
 The model is loaded here, before the server forks its workers (gunicorn's ``preload``), so
 every worker shares the loaded pipeline's memory and a bad artifact stops start-up with one
@@ -51,25 +51,21 @@ def main() -> int:
     _multiprocess_metrics_dir()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from app.model import ArtifactError, load_model
+    from app.model import ArtifactError, load_engine
     from app.predict import ModelMismatch
     from app.service import create_app
     from app.settings import from_env
 
     settings = from_env()
     try:
-        model = load_model(
-            settings.model_path,
-            settings.model_sha256,
-            settings.contract["artifact"]["format"],
-            settings.contract["artifact"].get("trusted", ()),
-        )
+        model = load_engine(settings)
         application = create_app(
             model,
             settings.contract,
             max_request_bytes=settings.max_request_bytes,
             sha256=settings.model_sha256,
             monitor=_monitor(settings),
+            engine=settings.engine,
         )
     except (ArtifactError, ModelMismatch) as err:
         print(f"{settings.contract['name']}: {err}", file=sys.stderr)

@@ -15,7 +15,7 @@ import io
 import sys
 from pathlib import Path
 
-from app.model import ArtifactError, load_model
+from app.model import ArtifactError, load_engine
 from app.payload import BadRequest, InputSchema
 from app.predict import ModelMismatch, predictor_for
 from app.settings import from_env
@@ -32,17 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = from_env()
     contract = settings.contract
     try:
-        model = load_model(
-            settings.model_path,
-            settings.model_sha256,
-            contract["artifact"]["format"],
-            contract["artifact"].get("trusted", ()),
-        )
+        model = load_engine(settings)
         predictor = predictor_for(model, contract["output"])
     except (ArtifactError, ModelMismatch) as err:
         print(f"{contract['name']}: {err}", file=sys.stderr)
         return 3
-    schema = InputSchema(contract["columns"], contract["values"])
+    schema = InputSchema(contract["columns"], contract["values"], frames=not getattr(model, "takes_columns", False))
     rows = 0
     try:
         with args.output.open("w", newline="", encoding="utf-8") as out:

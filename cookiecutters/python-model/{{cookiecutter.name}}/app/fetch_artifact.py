@@ -1,7 +1,8 @@
 """Init container: download the artifact into the shared volume and check its sha256.
 
-``python -m app.fetch_artifact`` with ARTIFACT_URI, ARTIFACT_SHA256 and MODEL_PATH; optional
-REGISTRY_USERNAME / REGISTRY_PASSWORD for basic auth (from a Secret, never from Git).
+``python -m app.fetch_artifact`` with ARTIFACT_URI, ARTIFACT_SHA256 and MODEL_PATH (and ONNX_URI,
+ONNX_SHA256 and ONNX_PATH for a model converted to ONNX); optional REGISTRY_USERNAME /
+REGISTRY_PASSWORD for basic auth (from a Secret, never from Git).
 Writes to a temporary file and renames it, so the service never sees a partial artifact.
 
 Retries and gives up as ``download`` in contract.json says (modelgen's one policy, which the R
@@ -144,15 +145,23 @@ def main() -> None:
         seconds = 0.0
     if not 0 < seconds < 1e6:
         sys.exit(f"{DEADLINE_VARIABLE} must be a number of seconds above 0, not {deadline!r}")
-    fetch(
-        env["ARTIFACT_URI"],
-        env["ARTIFACT_SHA256"],
-        Path(env["MODEL_PATH"]),
-        env.get("REGISTRY_USERNAME", ""),
-        env.get("REGISTRY_PASSWORD", ""),
-        seconds,
-    )
-    print(f"fetched {env['ARTIFACT_URI']} -> {env['MODEL_PATH']} (sha256 ok)")
+    # The ONNX conversion, when there is one, comes too: MODELGEN_ENGINE may switch between the two.
+    wanted = [("ARTIFACT_URI", "ARTIFACT_SHA256", "MODEL_PATH")]
+    if env.get("ONNX_URI"):
+        missing = [k for k in ("ONNX_SHA256", "ONNX_PATH") if not env.get(k)]
+        if missing:
+            sys.exit(f"ONNX_URI is set, but not {', '.join(missing)}")
+        wanted.append(("ONNX_URI", "ONNX_SHA256", "ONNX_PATH"))
+    for uri, sha256, path in wanted:
+        fetch(
+            env[uri],
+            env[sha256],
+            Path(env[path]),
+            env.get("REGISTRY_USERNAME", ""),
+            env.get("REGISTRY_PASSWORD", ""),
+            seconds,
+        )
+        print(f"fetched {env[uri]} -> {env[path]} (sha256 ok)")
 
 
 if __name__ == "__main__":

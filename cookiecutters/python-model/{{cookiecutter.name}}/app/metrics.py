@@ -33,8 +33,8 @@ LATENCY = Histogram(
 ROWS = Counter("modelgen_predicted_rows_total", "Rows scored by the model.")
 MODEL_INFO = Gauge(
     "modelgen_model_info",
-    "The model this service serves (always 1).",
-    ["name", "version", "sha256"],
+    "The model this service serves (always 1), and the engine that runs it (native or onnx).",
+    ["name", "version", "sha256", "engine"],
     multiprocess_mode="max",
 )
 

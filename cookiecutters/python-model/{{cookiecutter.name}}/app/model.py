@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.settings import PROJECT_DIR
+from app.settings import PROJECT_DIR, Settings
 
 
 class ArtifactError(Exception):
@@ -53,3 +53,14 @@ def load_model(path: Path, expected_sha256: str, fmt: str, trusted: Sequence[str
             return pickle.load(f)  # noqa: S301 - the bytes were checked against the pinned sha256
     except Exception as err:  # any unpickling failure means the same thing to the operator
         raise ArtifactError(f"model artifact {path} cannot be loaded: {type(err).__name__}: {err}") from err
+
+
+def load_engine(settings: Settings) -> Any:
+    """What answers the predictions: the artifact's own model, or its ONNX conversion (``settings.engine``)."""
+    contract = settings.contract
+    if settings.engine == "onnx":
+        from app.onnx_model import OnnxModel
+
+        return OnnxModel(settings.onnx_path, settings.onnx_sha256, contract)
+    artifact = contract["artifact"]
+    return load_model(settings.model_path, settings.model_sha256, artifact["format"], artifact.get("trusted", ()))

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ class Monitor:
         self._lock = threading.Lock()
         self._flusher: int | None = None  # the pid whose flushing thread runs
 
-    def observe(self, frame: pd.DataFrame, predictions: list[Any]) -> None:
+    def observe(self, frame: pd.DataFrame | Mapping[str, np.ndarray], predictions: list[Any]) -> None:
         values = self.monitored(predictions)
         with self._lock:
             if self._flusher != os.getpid():  # first request of this (forked) worker
@@ -124,11 +124,7 @@ class Monitor:
                 pending[child] = pending.get(child, 0) + count
 
             for feature in self.features:
-                column = frame[feature.name]
-                if type(feature) is _Numeric and column.dtype.kind not in "fiu":  # Int64, Float32...: NA as NaN
-                    feature.observe(column.to_numpy(dtype=np.float64, na_value=np.nan), add)
-                else:
-                    feature.observe(column.to_numpy(), add)
+                feature.observe(_array(frame[feature.name], type(feature) is _Numeric), add)
             if self.numeric_predictions:
                 bins = np.searchsorted(self.prediction_edges, np.asarray(values, dtype=np.float64), side="left")
                 for index, count in Tally(bins.tolist()).items():
@@ -178,12 +174,13 @@ class InputLog:
         self._random = random.Random()
         self._lock = threading.Lock()  # waitress serves requests on threads of one process
 
-    def maybe_write(self, frame: pd.DataFrame, predictions: list[Any]) -> None:
+    def maybe_write(self, frame: pd.DataFrame | Mapping[str, np.ndarray], predictions: list[Any]) -> None:
         if self._random.random() >= self.sample_rate:
             return
         try:
             with self._lock:
-                self._write(frame, predictions)
+                # The ONNX engine's columns become a DataFrame only here, for the sampled requests.
+                self._write(frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame), predictions)
         except (OSError, ValueError) as err:  # a full volume, a value JSON cannot write: never fail a prediction
             log.warning("input log: %s", err)
 
@@ -222,6 +219,15 @@ class InputLog:
                 older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
         self._file = self.path.open("a", encoding="utf-8")
+
+
+def _array(column: Any, numeric: bool) -> np.ndarray:
+    """A column's values as numpy has them: the ONNX engine's arrays as they are, a Series unboxed."""
+    if isinstance(column, np.ndarray):
+        return column
+    if numeric and column.dtype.kind not in "fiu":  # Int64, Float32...: NA as NaN
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return column.to_numpy()
 
 
 def _plain(values: list[Any]) -> list[Any]:

@@ -270,10 +270,16 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return record
 
 
-class InputSchema:
-    """The declared input columns; turns any accepted payload into a DataFrame."""
+# What a payload becomes: a DataFrame with the training dtypes, or (``frames=False``, for the ONNX
+# engine) the checked columns as numpy arrays by name, before any DataFrame is built.
+Table = pd.DataFrame | dict[str, np.ndarray]
 
-    def __init__(self, columns: list[dict[str, Any]], values: dict[str, Any]):
+
+class InputSchema:
+    """The declared input columns; turns any accepted payload into a DataFrame (or arrays by column)."""
+
+    def __init__(self, columns: list[dict[str, Any]], values: dict[str, Any], *, frames: bool = True):
+        self.frames = frames
         self.columns = [Column(c, values) for c in columns]
         self._rebuilt = [(c.name, c.rebuild) for c in self.columns if c.rebuild is not None]
         self.names = [c.name for c in self.columns]
@@ -281,7 +287,7 @@ class InputSchema:
 
     # ---- JSON
 
-    def from_json(self, body: bytes) -> pd.DataFrame:
+    def from_json(self, body: bytes) -> Table:
         if not body.strip():
             raise BadRequest("empty body: send rows as JSON (see /openapi.json)")
         try:
@@ -305,7 +311,7 @@ class InputSchema:
             return self._split(doc[key])
         return self._records(doc[key], key)
 
-    def _records(self, records: Any, where: str) -> pd.DataFrame:
+    def _records(self, records: Any, where: str) -> Table:
         if not isinstance(records, list) or not records:
             raise BadRequest(f"{where} must be a non-empty list of rows")
         if isinstance(records[0], list):  # "instances": [[...], ...] in input column order
@@ -318,7 +324,7 @@ class InputSchema:
                 self._explain_columns(set(rec), i)
         return self._frame({n: [rec[n] for rec in records] for n in names}, self.columns)
 
-    def _split(self, split: Any) -> pd.DataFrame:
+    def _split(self, split: Any) -> Table:
         if not isinstance(split, dict) or not isinstance(split.get("data"), list):
             raise BadRequest("dataframe_split must be an object with 'columns' and 'data'")
         extra = sorted(set(split) - {"columns", "data", "index"})
@@ -332,7 +338,7 @@ class InputSchema:
             raise BadRequest("dataframe_split.data must be a non-empty list of rows")
         return self._rows(split["data"], columns)
 
-    def _rows(self, rows: list[Any], columns: list[str]) -> pd.DataFrame:
+    def _rows(self, rows: list[Any], columns: list[str]) -> Table:
         self._check_header(columns)
         width = len(columns)
         for i, row in enumerate(rows):
@@ -346,7 +352,7 @@ class InputSchema:
 
     # ---- CSV
 
-    def from_csv(self, body: bytes) -> pd.DataFrame:
+    def from_csv(self, body: bytes) -> Table:
         if not body.strip():
             raise BadRequest("empty body: send a header row and at least one data row")
         try:
@@ -373,10 +379,12 @@ class InputSchema:
 
     # ---- shared
 
-    def _frame(self, values: dict[str, list[Any]], columns: list[Column]) -> pd.DataFrame:
+    def _frame(self, values: dict[str, list[Any]], columns: list[Column]) -> Table:
         return self._dataframe({c.name: c.from_json(values[c.name]) for c in columns})
 
-    def _dataframe(self, arrays: dict[str, np.ndarray]) -> pd.DataFrame:
+    def _dataframe(self, arrays: dict[str, np.ndarray]) -> Table:
+        if not self.frames:
+            return arrays
         # Object columns stay object: pandas 3 would infer its "str" dtype, which the pipeline
         # was not necessarily trained on.
         data = {n: pd.Series(a, dtype=object, copy=False) if a.dtype == object else a for n, a in arrays.items()}

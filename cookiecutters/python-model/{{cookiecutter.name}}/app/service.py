@@ -34,21 +34,28 @@ CSV = "text/csv"
 
 
 def create_app(
-    model: Any, contract: dict[str, Any], *, max_request_bytes: int, sha256: str, monitor: Monitor | None = None
+    model: Any,
+    contract: dict[str, Any],
+    *,
+    max_request_bytes: int,
+    sha256: str,
+    monitor: Monitor | None = None,
+    engine: str = "native",
 ) -> Flask:
-    """The Flask application serving ``model``; everything per-request is prepared here, once."""
+    """The Flask application serving ``model`` (run by ``engine``); everything per-request is prepared here, once."""
     app = Flask("app")
     app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
-    schema = InputSchema(contract["columns"], contract["values"])
+    # The ONNX engine takes the checked columns as arrays: no DataFrame on its hot path.
+    schema = InputSchema(contract["columns"], contract["values"], frames=not getattr(model, "takes_columns", False))
     predictor = predictor_for(model, contract["output"])
     static = {
-        "metadata": _encode(_metadata(contract, sha256)),
+        "metadata": _encode(_metadata(contract, sha256, engine)),
         # Written by modelgen with the contract: the R service serves the same documents.
         "schema": _encode(contract["schema"]),
         "openapi": _encode(contract["openapi"]),
         "ping": _encode({"status": "ok"}),
     }
-    metrics.MODEL_INFO.labels(contract["name"], contract["version"], sha256).set(1)
+    metrics.MODEL_INFO.labels(contract["name"], contract["version"], sha256, engine).set(1)
     requests_total, latency, rows_total = metrics.REQUESTS, metrics.LATENCY, metrics.ROWS
 
     # No automatic OPTIONS: the routes answer what the OpenAPI document lists, and a 405's Allow
@@ -194,9 +201,10 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     return out.getvalue()
 
 
-def _metadata(contract: dict[str, Any], sha256: str) -> dict[str, Any]:
+def _metadata(contract: dict[str, Any], sha256: str, engine: str) -> dict[str, Any]:
     libraries = {}
-    for requirement in contract["requirements"] + ["flask", "gunicorn", "waitress", "prometheus-client"]:
+    serving = ["flask", "gunicorn", "waitress", "prometheus-client"] + (["onnxruntime"] if contract["onnx"] else [])
+    for requirement in contract["requirements"] + serving:
         name = requirement.split("==")[0].split("[")[0]
         try:
             libraries[name] = metadata.version(name)
@@ -211,6 +219,9 @@ def _metadata(contract: dict[str, Any], sha256: str) -> dict[str, Any]:
         "framework": contract["framework"],
         "output": contract["output"],
         "artifact": {**{k: v for k, v in contract["artifact"].items() if k != "secret"}, "sha256": sha256},
+        "engine": engine,
+        "engineReason": contract["engineReason"] if engine == contract["engine"] else "MODELGEN_ENGINE",
+        "onnx": {k: contract["onnx"][k] for k in ("uri", "sha256", "precision")} if contract["onnx"] else None,
         "python": platform.python_version(),
         "libraries": libraries,
         "modelgen": contract["modelgen"],

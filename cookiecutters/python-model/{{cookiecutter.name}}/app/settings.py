@@ -18,6 +18,9 @@ class Settings:
     contract: dict[str, Any]
     model_path: Path
     model_sha256: str
+    engine: str  # native, or onnx when the contract has the converted model
+    onnx_path: Path
+    onnx_sha256: str
     host: str
     port: int
     server: str
@@ -40,11 +43,16 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     contract = load_contract()
     default_path = PROJECT_DIR / f"model.{contract['artifact']['format']}"
+    onnx = contract.get("onnx") or {}
     return Settings(
         contract=contract,
         model_path=Path(env.get("MODEL_PATH", default_path)),
         # The sha256 pinned in the contract is the default; the Deployment passes the same value.
         model_sha256=env.get("MODEL_SHA256", contract["artifact"]["sha256"]).lower(),
+        # MODELGEN_ENGINE=native switches a converted model back to its own library, no new image needed.
+        engine=_engine(env.get("MODELGEN_ENGINE") or contract["engine"], onnx),
+        onnx_path=Path(env.get("ONNX_PATH", PROJECT_DIR / "model.onnx")),
+        onnx_sha256=env.get("ONNX_SHA256", onnx.get("sha256", "")).lower(),
         host=env.get("HOST", "0.0.0.0"),
         port=int(env.get("PORT", "8080")),
         server=env.get("MODELGEN_SERVER", contract["server"]),
@@ -58,6 +66,14 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         log_sample_rate=float(env.get("MODELGEN_LOG_SAMPLE_RATE", contract["sampleRate"])),
         log_max_bytes=int(env.get("MODELGEN_LOG_MAX_BYTES", 100 * 1024 * 1024)),
     )
+
+
+def _engine(asked: str, onnx: dict[str, Any]) -> str:
+    if asked not in ("native", "onnx"):
+        raise SystemExit(f"MODELGEN_ENGINE must be native or onnx, not {asked!r}")
+    if asked == "onnx" and not onnx:
+        raise SystemExit("MODELGEN_ENGINE=onnx, but this model has no ONNX artifact (spec.artifact.onnx)")
+    return asked
 
 
 def cpu_limit() -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.model import load_model
+from app.model import load_engine
 from app.service import create_app
 from app.settings import from_env
 
@@ -22,18 +22,17 @@ def settings():
 
 @pytest.fixture(scope="session")
 def model(settings) -> Any:
-    return load_model(
-        settings.model_path,
-        settings.model_sha256,
-        settings.contract["artifact"]["format"],
-        settings.contract["artifact"].get("trusted", ()),
-    )
+    return load_engine(settings)
 
 
 @pytest.fixture(scope="session")
 def client(model, settings):
     app = create_app(
-        model, settings.contract, max_request_bytes=settings.max_request_bytes, sha256=settings.model_sha256
+        model,
+        settings.contract,
+        max_request_bytes=settings.max_request_bytes,
+        sha256=settings.model_sha256,
+        engine=settings.engine,
     )
     return app.test_client()
 

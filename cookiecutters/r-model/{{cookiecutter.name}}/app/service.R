@@ -101,9 +101,9 @@ new_metrics <- function(dir, monitor = NULL) {
         "# HELP modelgen_predicted_rows_total Rows scored by the model.",
         "# TYPE modelgen_predicted_rows_total counter",
         sprintf("modelgen_predicted_rows_total %s", format(rows, scientific = FALSE)),
-        "# HELP modelgen_model_info The model this service serves (always 1).",
+        "# HELP modelgen_model_info The model this service serves (always 1), and the engine that runs it (native or onnx).",
         "# TYPE modelgen_model_info gauge",
-        sprintf('modelgen_model_info{name="%s",version="%s",sha256="%s"} 1', info$name, info$version, info$sha256),
+        sprintf('modelgen_model_info{name="%s",version="%s",sha256="%s",engine="native"} 1', info$name, info$version, info$sha256),
         if (!is.null(monitor)) monitor_exposition(lapply(snapshots, function(s) s$monitor))
       )
       paste0(paste(lines, collapse = "\n"), "\n")
@@ -137,7 +137,8 @@ build_router <- function(model, contract, app_dir, sha256, max_request_bytes, me
     metadata = encode(list(
       name = contract$name, version = contract$version, owner = contract$owner,
       description = contract$description, task = contract$task, framework = contract$framework,
-      output = contract$output, artifact = artifact, r = paste(R.version$major, R.version$minor, sep = "."),
+      output = contract$output, artifact = artifact, engine = "native", engineReason = contract$engineReason,
+      onnx = NULL, r = paste(R.version$major, R.version$minor, sep = "."),
       libraries = libraries, modelgen = contract$modelgen
     )),
     # Written by modelgen with the contract: the Python service serves the same documents.
