@@ -220,7 +220,7 @@ def test_unknown_arguments_and_metadata_are_refused_naming_what_is_allowed(tmp_p
     frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
     model = LinearRegression().fit(frame, [0.0, 1.0, 2.0, 3.0])
     kwargs = {"registry": tmp_path / "registry", "gitops": False, "owner": "a.b@example.com"}
-    unknown = r"unknown argument\(s\) nullable \(allowed: version, .*columns\); .*columns="
+    unknown = r"unknown argument\(s\) nullable \(allowed: version, .*columns, engine\); .*columns="
     with pytest.raises(DeployError, match=unknown):
         modelgen.deploy(model, "reg", frame, nullable={"x": True}, **kwargs)
     with pytest.raises(DeployError, match=r"metadata has unknown key\(s\) owner, team \(allowed: description, "):

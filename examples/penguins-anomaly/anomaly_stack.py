@@ -60,3 +60,35 @@ class StackedOutlierScores(TransformerMixin, BaseEstimator):
         scores = np.column_stack([self.ocsvm_.decision_function(X), self.iforest_.decision_function(X), lof_scores])
         self.median_ = np.median(scores, axis=0)
         return scores
+
+
+def onnx_converters() -> None:
+    """Register StackedOutlierScores' ONNX converter with skl2onnx (``modelgen convert`` calls this).
+
+    The step is the three detectors' own converted graphs side by side, clipped at the training
+    median: what ``transform`` computes. skl2onnx is imported here, not at the top, so the service
+    (which unpickles this module but never converts) does not need it.
+    """
+    from skl2onnx import update_registered_converter
+    from skl2onnx.algebra.onnx_ops import OnnxConcat, OnnxMin
+    from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
+    from skl2onnx.common.data_types import guess_numpy_type
+
+    def shape(operator) -> None:
+        rows = operator.inputs[0].get_first_dimension()
+        operator.outputs[0].type = operator.inputs[0].type.__class__([rows, 3])
+
+    def convert(scope, operator, container) -> None:
+        step, opset = operator.raw_operator, container.target_opset
+        X, out = operator.inputs[0], operator.outputs[0]
+        dtype = guess_numpy_type(X.type)
+        # Each detector's graph answers (label, score); the score is its decision_function.
+        scores = [
+            OnnxSubEstimator(detector, X, op_version=opset)[1]
+            for detector in (step.ocsvm_, step.iforest_, step.lof_)
+        ]
+        stacked = OnnxConcat(*scores, axis=1, op_version=opset)
+        clipped = OnnxMin(stacked, step.median_.astype(dtype).reshape(1, -1), op_version=opset, output_names=[out])
+        clipped.add_to(scope, container)
+
+    update_registered_converter(StackedOutlierScores, "ModelgenStackedOutlierScores", shape, convert)

@@ -202,8 +202,9 @@ def _cast_outputs(graph: Any) -> Any:
 
     for output in graph.graph.output:
         raw = f"{output.name}_uncast"
-        for node in graph.graph.node:
+        for node in graph.graph.node:  # the producer and any node reading it take the uncast value
             node.output[:] = [raw if name == output.name else name for name in node.output]
+            node.input[:] = [raw if name == output.name else name for name in node.input]
         elem = output.type.tensor_type.elem_type
         graph.graph.node.append(helper.make_node("Cast", [raw], [output.name], to=elem, name=f"{output.name}_cast"))
     return graph

@@ -50,6 +50,35 @@ class Converted:
         return f"{self.manifest}: engine auto serves the model natively: {self.conversion.reason}"
 
 
+def engine_report(manifest: Manifest) -> str:
+    """The engine and its gates' results, as Markdown for the merge request ("" for a native model asked so)."""
+    onnx = manifest.artifact.onnx
+    if manifest.engine == "onnx" and onnx is not None:
+        parity, speed = onnx.parity, onnx.speed
+        lines = [
+            f"**Engine: ONNX** ({onnx.precision} inputs; {', '.join(f'{k} {v}' for k, v in onnx.converters.items())}); "
+            f"`{onnx.uri}` sha256 `{onnx.sha256}`.",
+        ]
+        if parity:
+            tolerance = manifest.serving.onnx.tolerance
+            lines.append(
+                f"- Parity gate: {parity['rows']} rows (sample, reference and edge rows), {parity['flips']} changed "
+                f"answers, largest difference {parity['maxDifference']:.3g} (tolerance {tolerance:g})."
+            )
+        if speed:
+            lines.append(
+                f"- Speed gate: one row {speed['nativeOneRowMs']:.3g} ms native, {speed['onnxOneRowMs']:.3g} ms ONNX; "
+                f"1000 rows {speed['nativeRowsPerSecond']:.0f} and {speed['onnxRowsPerSecond']:.0f} rows/s."
+            )
+        elif not manifest.serving.onnx.speed_gate:
+            lines.append("- Speed gate: off (spec.serving.onnx.speedGate).")
+        lines.append("- `MODELGEN_ENGINE=native` on the Deployment serves the artifact itself, without a new image.")
+        return "\n".join(lines)
+    if manifest.engine_reason:
+        return f"**Engine: native** (asked: {manifest.serving.engine}): {manifest.engine_reason}."
+    return ""
+
+
 def onnx_uri(artifact_uri: str) -> str:
     """Where the ONNX file of the artifact at ``artifact_uri`` lives: beside it."""
     return artifact_uri.rsplit("/", 1)[0] + "/" + ONNX_FILENAME

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from modelgen import __version__
 from modelgen.credentials import WHERE_GIT_CREDENTIALS_GO, Transport
+from modelgen.engines.record import engine_report
 from modelgen.errors import DeployedVersionConflict, GitopsError, ManifestError
 from modelgen.gitops.cache import clone_path, locked, prepared
 from modelgen.gitops.git import Changes, Entry, Git, GitError, push
@@ -358,6 +359,7 @@ def publish_model(
         return Published(f"{name} {version} is already on {settings.target_revision}: nothing to do")
     change = f"update {before.version} → {version}" if before else "new model"
     artifact = manifest.artifact
+    notes = "\n\n".join(part for part in (engine_report(manifest), notes) if part)
     message = (
         f"{name} {version} ({change})\n\n"
         f"Model: {name}\nVersion: {version}\nArtifact: {artifact.uri}\nArtifact-SHA256: {artifact.sha256}\n"

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from modelgen import __version__
+from modelgen.engines.gate import convert
+from modelgen.engines.record import ONNX_FILENAME, onnx_uri, record
 from modelgen.errors import DeployError, ManifestError, ModelgenError
 from modelgen.manifest import default, load
 from modelgen.manifest.infer import input_columns, sample_records
@@ -108,6 +110,7 @@ def deploy(
     format: str = "joblib",
     reference: Any = None,
     columns: Mapping[str, Mapping[str, Any]] | None = None,
+    engine: str = "native",
     **unknown: Any,
 ) -> Deployment:
     """Ship ``model`` (fitted, the whole pipeline) as ``name``; ``sample`` is a DataFrame of raw input rows.
@@ -123,9 +126,14 @@ def deploy(
     says otherwise: ``columns={"age": {"nullable": False}, "island": {"strict": True}}`` (keys:
     ``nullable``, ``strict``, ``categories``, ``description``).
 
+    ``engine="onnx"`` converts the model to ONNX and serves that (the call fails, naming the step
+    or gate, when the conversion cannot serve); ``"auto"`` serves ONNX when the conversion passes
+    its gates (the same answers as the artifact on the sample, the reference and edge rows; faster on
+    one-row and 1000-row requests) and the artifact itself otherwise, recording why.
+
     Nothing is uploaded or pushed before every check passed (the manifest as it will be written,
-    the round trip through the generated project); problems name the argument or column to
-    change. Without ``version``, artifact bytes identical to a version the GitOps repository (or
+    the round trip through the generated project, the conversion's gates); problems name the
+    argument or column to change. Without ``version``, artifact bytes identical to a version the GitOps repository (or
     a pending branch, or the registry) already holds return that version's Deployment unchanged.
 
     >>> import pandas as pd
@@ -146,6 +154,8 @@ def deploy(
         raise DeployError(_unknown_arguments(unknown))
     meta = _checked_metadata(metadata)
     _check_arguments(name, sample, format, reference)
+    if engine not in ENGINES:
+        raise DeployError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     store = registry_for(_setting(registry, REGISTRY_VARIABLE, "registry"))
     gitops_url = _setting(gitops, GITOPS_VARIABLE, "gitops") if gitops is not False else None
     owner = owner or os.environ.get(OWNER_VARIABLE) or _git_email()
@@ -190,13 +200,25 @@ def deploy(
     manifest = document(
         version=version, uri=artifact_uri, environments=meta.get("environments") or every, monitoring=monitoring
     )
-    with tempfile.TemporaryDirectory(prefix="modelgen-deploy-") as tmp:
-        checked_manifest(_handover(Path(tmp) / "model", manifest, data, records, modules), inputs)
     rehearsal = document(version="0.0.0", uri=f"file:///round-trip/model.{format}", environments=["dev"])
-    check_round_trip(model, rehearsal, data, sample, inputs, modules)
+    conversion = None
+    with tempfile.TemporaryDirectory(prefix="modelgen-deploy-") as tmp:
+        staged = checked_manifest(_handover(Path(tmp) / "model", manifest, data, records, modules), inputs)
+        check_round_trip(model, rehearsal, data, sample, inputs, modules)
+        if engine != "native":
+            rows = sample_records(sample, inputs, size=len(sample))
+            rows += sample_records(reference, inputs, size=len(reference)) if reference is not None else []
+            conversion = convert(staged, data, rows, onnx_uri(artifact_uri))
+            try:
+                record(manifest["spec"], engine, conversion)
+            except ModelgenError as err:
+                raise DeployError(f"engine={engine!r}: {err}") from None
+            checked_manifest(_handover(Path(tmp) / "converted", manifest, data, records, modules), inputs)
     reference_rows = _reference_rows(reference, inputs)
 
     artifact = store.publish(name, version, f"model.{format}", data)
+    if conversion is not None and conversion.passed:
+        store.publish(name, version, ONNX_FILENAME, conversion.data)
     if reference_rows is not None:
         store.publish(name, version, "reference.csv", reference_rows)
     out = _out_dir(name, version)
@@ -215,12 +237,13 @@ def deploy(
     return Deployment(name, version, artifact.uri, artifact.sha256, path, branch, url, message)
 
 
+ENGINES = ("native", "onnx", "auto")
 # What ``metadata`` may hold, and where each goes in the manifest.
 METADATA = ("description", "data", "metrics", "source", "serving", "environments", "monitoring")
 # deploy()'s keyword arguments, named when an unknown one is given.
 ARGUMENTS = (
     "version", "task", "owner", "registry", "gitops", "merge_request", "code", "requirements", "metadata",
-    "format", "reference", "columns",
+    "format", "reference", "columns", "engine",
 )  # fmt: skip
 # Where a manifest problem comes from in the call, by the manifest path it is reported at.
 _CAUSES = (

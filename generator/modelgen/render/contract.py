@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from modelgen.manifest import Artifact, Manifest, OnnxArtifact
+from modelgen.manifest import Artifact, Manifest
 from modelgen.manifest.values import VALUES
 from modelgen.registry.policy import DOWNLOAD
 
@@ -53,7 +53,7 @@ def build(manifest: Manifest, profile: Mapping[str, Any] | None, modelgen_versio
         # when it was converted, how the service reads the ONNX artifact.
         "engine": manifest.engine,
         "engineReason": manifest.engine_reason,
-        "onnx": onnx_fields(manifest.artifact.onnx) if manifest.artifact.onnx else None,
+        "onnx": onnx_fields(manifest),
         "download": DOWNLOAD,  # how the init containers retry and when they give up
         "requirements": list(manifest.requirements),
         "server": serving.server,
@@ -312,9 +312,14 @@ def _payload_shapes(columns: list[str], record: dict[str, Any]) -> list[dict[str
     ]
 
 
-def onnx_fields(onnx: OnnxArtifact) -> dict[str, Any]:
-    """What the service needs of ``spec.artifact.onnx``: where it is, its bytes, how to feed and read it."""
+def onnx_fields(manifest: Manifest) -> dict[str, Any] | None:
+    """What the service needs of ``spec.artifact.onnx`` (None without one): where it is, its bytes,
+    how to feed and read it, and the parity tolerance its tests hold it to."""
+    onnx = manifest.artifact.onnx
+    if onnx is None:
+        return None
     return {
+        "tolerance": manifest.serving.onnx.tolerance,
         "uri": onnx.uri,
         "sha256": onnx.sha256,
         "output": onnx.output,

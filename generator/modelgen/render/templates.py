@@ -98,7 +98,7 @@ def context(
         "code_modules": [Path(p).name for p in manifest.code],
         "system_packages": list(manifest.apt_packages),
         "artifact": contract.artifact_fields(manifest.artifact),
-        "onnx": contract.onnx_fields(manifest.artifact.onnx) if manifest.artifact.onnx else None,
+        "onnx": contract.onnx_fields(manifest),
         "artifact_filename": manifest.artifact.filename,
         "serving": _serving_context(manifest),
         "environments": [asdict(e) for e in manifest.environments],

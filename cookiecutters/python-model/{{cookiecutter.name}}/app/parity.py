@@ -160,13 +160,14 @@ def check(settings: Settings, rows: Sequence[dict[str, Any]], tolerance: float, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.parity", description=__doc__.splitlines()[0])
     parser.add_argument("rows", type=Path, help="a JSON list of records (e.g. tests/sample.json)")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+    parser.add_argument("--tolerance", type=float, help="default: the contract's (spec.serving.onnx.tolerance)")
     parser.add_argument("--speed", action="store_true", help="also time one-row and 1000-row requests")
     args = parser.parse_args(argv)
     settings = from_env()
     rows = json.loads(args.rows.read_text("utf-8"))
+    tolerance = args.tolerance or (settings.contract["onnx"] or {}).get("tolerance", DEFAULT_TOLERANCE)
     try:
-        report = check(settings, rows, args.tolerance, args.speed)
+        report = check(settings, rows, tolerance, args.speed)
     except (ArtifactError, ModelMismatch) as err:
         print(f"{settings.contract['name']}: {err}", file=sys.stderr)
         return 3
