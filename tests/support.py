@@ -102,8 +102,9 @@ def project_venv(project: Path, where: Path) -> Path:
     return python
 
 
-def fetch_artifact(project: Path, python: Path, target: Path) -> Path:
-    """Download a generated project's artifact the way its init container does (app.fetch_artifact)."""
+def fetch_artifact(project: Path, python: Path, target: Path, onnx_target: Path | None = None) -> Path:
+    """Download a generated project's artifact the way its init container does (app.fetch_artifact);
+    its ONNX conversion too, to ``onnx_target``, when one is given."""
     contract = json.loads((project / "app/contract.json").read_text())
     env = {
         "ARTIFACT_URI": contract["artifact"]["uri"],
@@ -111,6 +112,8 @@ def fetch_artifact(project: Path, python: Path, target: Path) -> Path:
         "MODEL_PATH": str(target),
         "PATH": "/usr/bin:/bin",
     }
+    if onnx_target is not None:
+        env.update(ONNX_URI=contract["onnx"]["uri"], ONNX_SHA256=contract["onnx"]["sha256"], ONNX_PATH=str(onnx_target))
     subprocess.run([python, "-m", "app.fetch_artifact"], cwd=project, env=env, check=True, timeout=60)
     return target
 

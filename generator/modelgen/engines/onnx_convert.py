@@ -279,8 +279,122 @@ def _call_converter_hooks(code_dir: Path) -> list[str]:
     return called
 
 
+def _isolation_forest_on_float32() -> None:
+    """IsolationForest as scikit-learn runs it: on the input cast to float32.
+
+    skl2onnx's converter builds float32 trees and constants, so on double inputs it fails, and a
+    whole graph in float computes the steps before it in float32 too, which moves rows across the
+    trees' thresholds. Double inputs get a Cast to float32 in front of skl2onnx's own converter.
+    """
+    from onnx import TensorProto
+    from skl2onnx import update_registered_converter
+    from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
+    from skl2onnx.algebra.onnx_ops import OnnxCast, OnnxIdentity
+    from skl2onnx.common.data_types import FloatTensorType, guess_proto_type
+    from skl2onnx.operator_converters.isolation_forest import convert_sklearn_isolation_forest
+    from skl2onnx.shape_calculators.isolation_forest import calculate_isolation_forest_output_shapes
+    from sklearn.ensemble import IsolationForest
+
+    def convert(scope: Any, operator: Any, container: Any) -> None:
+        if isinstance(operator.inputs[0].type, FloatTensorType):
+            convert_sklearn_isolation_forest(scope, operator, container)
+            return
+        opset = container.target_opset
+        as_float = OnnxCast(operator.inputs[0], to=TensorProto.FLOAT, op_version=opset)
+        features = operator.inputs[0].type.shape[1]
+        forest = OnnxSubEstimator(  # this converter again, on float32
+            operator.raw_operator, as_float, op_version=opset, input_types=[FloatTensorType([None, features])]
+        )
+        label, scores = operator.outputs[:2]
+        OnnxIdentity(forest[0], op_version=opset, output_names=[label]).add_to(scope, container)
+        cast = OnnxCast(forest[1], to=guess_proto_type(scores.type), op_version=opset, output_names=[scores])
+        cast.add_to(scope, container)
+
+    update_registered_converter(
+        IsolationForest, "SklearnIsolationForest", calculate_isolation_forest_output_shapes, convert,
+        options={"score_samples": [True, False]},
+    )  # fmt: skip
+
+
+def _svm_regressors_in_double() -> None:
+    """OneClassSVM, SVR and NuSVR in double, from their own double support vectors and coefficients.
+
+    skl2onnx writes them as an SVMRegressor node with float32 attributes, which onnxruntime runs on
+    floats only: a graph on doubles would not load, and one on floats answers to float precision.
+    On double inputs the kernel expansion is built from standard operators instead (ONNX opset 17).
+    """
+    import numpy as np
+    from onnx import TensorProto
+    from skl2onnx import update_registered_converter
+    from skl2onnx.algebra.onnx_ops import (
+        OnnxAdd,
+        OnnxCast,
+        OnnxExp,
+        OnnxMatMul,
+        OnnxMul,
+        OnnxPow,
+        OnnxReduceSumSquare,
+        OnnxSign,
+        OnnxSub,
+        OnnxTanh,
+    )
+    from skl2onnx.common.data_types import DoubleTensorType
+    from skl2onnx.operator_converters.support_vector_machines import convert_sklearn_svm_regressor
+    from skl2onnx.shape_calculators.support_vector_machines import calculate_sklearn_svm_output_shapes
+    from sklearn.svm import SVR, NuSVR, OneClassSVM
+
+    def convert(scope: Any, operator: Any, container: Any) -> None:
+        svm = operator.raw_operator
+        if not isinstance(operator.inputs[0].type, DoubleTensorType) or svm.kernel not in KERNELS:
+            convert_sklearn_svm_regressor(scope, operator, container)
+            return
+        opset, X = container.target_opset, operator.inputs[0]
+        vectors = np.asarray(svm.support_vectors_.toarray() if hasattr(svm.support_vectors_, "toarray")
+                             else svm.support_vectors_, dtype=np.float64)  # fmt: skip
+        dot = OnnxMatMul(X, vectors.T, op_version=opset)
+        gamma, coef0 = np.array([svm._gamma]), np.array([svm.coef0], dtype=np.float64)
+        if svm.kernel == "linear":
+            kernel = dot
+        elif svm.kernel == "rbf":
+            squares = OnnxReduceSumSquare(X, axes=[1], keepdims=1, op_version=opset)
+            distances = OnnxAdd(
+                OnnxSub(squares, OnnxMul(dot, np.array([2.0]), op_version=opset), op_version=opset),
+                (vectors**2).sum(axis=1)[np.newaxis, :],
+                op_version=opset,
+            )
+            kernel = OnnxExp(OnnxMul(distances, -gamma, op_version=opset), op_version=opset)
+        else:
+            scaled = OnnxAdd(OnnxMul(dot, gamma, op_version=opset), coef0, op_version=opset)
+            if svm.kernel == "poly":
+                kernel = OnnxPow(scaled, np.array([float(svm.degree)]), op_version=opset)
+            else:
+                kernel = OnnxTanh(scaled, op_version=opset)
+        coefficients = np.asarray(svm.dual_coef_, dtype=np.float64).reshape(-1, 1)
+        intercept = np.asarray(svm.intercept_, dtype=np.float64).reshape(1, 1)
+        names = operator.outputs
+        if isinstance(svm, OneClassSVM):  # (label, score), as skl2onnx answers for it
+            score = OnnxAdd(OnnxMatMul(kernel, coefficients, op_version=opset), intercept, op_version=opset,
+                            output_names=[names[1]])  # fmt: skip
+            label = OnnxCast(OnnxSign(score, op_version=opset), to=TensorProto.INT64, op_version=opset,
+                             output_names=[names[0]])  # fmt: skip
+            label.add_to(scope, container)
+            score.add_to(scope, container)
+        else:
+            value = OnnxAdd(OnnxMatMul(kernel, coefficients, op_version=opset), intercept, op_version=opset,
+                            output_names=[names[0]])  # fmt: skip
+            value.add_to(scope, container)
+
+    KERNELS = ("linear", "rbf", "poly", "sigmoid")
+    for model, alias in ((OneClassSVM, "SklearnOneClassSVM"), (SVR, "SklearnSVR"), (NuSVR, "SklearnNuSVR")):
+        update_registered_converter(model, alias, calculate_sklearn_svm_output_shapes, convert)
+
+
 def _register_library_converters() -> None:
-    """XGBoost's and LightGBM's converters (onnxmltools) for skl2onnx, where those libraries are installed."""
+    """XGBoost's and LightGBM's converters (onnxmltools) for skl2onnx, where those libraries are
+    installed; IsolationForest on float32 and support vector regressors in double, as scikit-learn
+    computes them."""
+    _isolation_forest_on_float32()
+    _svm_regressors_in_double()
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import (
         calculate_linear_classifier_output_shapes,
