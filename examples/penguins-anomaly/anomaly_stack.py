@@ -70,8 +70,8 @@ def onnx_converters() -> None:
     (which unpickles this module but never converts) does not need it.
     """
     from skl2onnx import update_registered_converter
-    from skl2onnx.algebra.onnx_ops import OnnxConcat, OnnxMin
     from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
+    from skl2onnx.algebra.onnx_ops import OnnxConcat, OnnxMin
     from skl2onnx.common.data_types import guess_numpy_type
 
     def shape(operator) -> None:
