@@ -185,7 +185,7 @@ def test_metrics_add_up_across_workers(penguins, penguins_project):
     text = penguins.request("GET", "/metrics").body.decode()
     assert invocations_200() - before == 12
     assert "modelgen_request_duration_seconds_bucket" in text
-    assert 'modelgen_model_info{name="penguin-species"' in text
+    assert 'modelgen_model_info{engine="native",name="penguin-species"' in text
 
 
 # ---------------------------------------------------------------- bad requests
