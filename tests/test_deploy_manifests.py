@@ -65,6 +65,7 @@ spec:
     autoscaling: {{min: 3, max: 12, cpu: 60}}
     resources: {{cpu: "2", memory: 3Gi}}
     route: {{host: {NAME}.apps.example.com}}
+    modelCache: {{claim: model-cache, maxAgeDays: 14}}
   environments:
     - name: dev
       replicas: 1
@@ -177,6 +178,7 @@ R_MANIFEST = (
     .replace("format: joblib", "format: rds")
     .replace("[scikit-learn==1.5.2]", "[caret==6.0-93, ranger==0.14.1]")
     .replace("script: train.py", "script: train.R")
+    .replace("    modelCache: {claim: model-cache, maxAgeDays: 14}\n", "")  # Python's init container only
 )
 
 
@@ -405,7 +407,16 @@ def test_init_container_fetches_and_verifies_the_artifact(rendered, runtime):
     assert env["MODEL_PATH"] == f"/model/model.{extension}"
     for var, key in (("REGISTRY_USERNAME", "username"), ("REGISTRY_PASSWORD", "password")):
         assert env[var] == {"secretKeyRef": {"name": "nexus-models", "key": key, "optional": True}}
-    assert {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]} == {"/model": False, "/tmp": False}
+    mounts = {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    if runtime == "python":  # through the shared cache: a ReadWriteMany claim, mounted by the init container only
+        assert (env["MODEL_CACHE_DIR"], env["MODEL_CACHE_MAX_AGE_DAYS"]) == ("/cache", "14")
+        assert mounts == {"/model": False, "/tmp": False, "/cache": False}
+        assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": "model-cache"}
+        assert "/cache" not in {m["mountPath"] for m in containers(deployment)["model"]["volumeMounts"]}
+    else:
+        assert "MODEL_CACHE_DIR" not in env and "model-cache" not in volumes
+        assert mounts == {"/model": False, "/tmp": False}
 
 
 def test_model_container_env_ports_probes(rendered, runtime):
@@ -432,10 +443,14 @@ def test_model_container_env_ports_probes(rendered, runtime):
     mounts = {m["mountPath"]: m.get("readOnly", False) for m in model["volumeMounts"]}
     assert mounts == {"/model": True, "/tmp": False, "/var/lib/modelgen/inputs": False}
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    cache = (
+        [{"name": "model-cache", "persistentVolumeClaim": {"claimName": "model-cache"}}] if runtime == "python" else []
+    )
     assert volumes == [
         {"name": "model", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
         {"name": "inputs", "persistentVolumeClaim": {"claimName": f"{NAME}-inputs"}},
+        *cache,
     ]
     service = one(rendered["prod"], "Service")["spec"]
     assert service["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]

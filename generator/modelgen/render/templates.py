@@ -160,6 +160,9 @@ def _serving_context(manifest: Manifest) -> dict[str, Any]:
         "autoscaling": asdict(s.autoscaling),
         "resources": asdict(s.resources),
         "host": s.host,
+        "modelCache": (
+            {"claim": s.model_cache.claim, "maxAgeDays": s.model_cache.max_age_days} if s.model_cache else None
+        ),
     }
 
 
