@@ -516,6 +516,20 @@ def test_other_methods_and_paths_answer_in_json(penguins):
     assert got.status == 404 and "error" in got.json()
 
 
+def test_every_answer_names_the_model_version(penguins, penguins_project):
+    """With a canary two versions answer on one route: each answer says which one it was."""
+    version = json.loads((penguins_project / "app/contract.json").read_text())["version"]
+    sample = _sample(penguins_project)
+    for got in (
+        penguins.post_json(sample[:1]),
+        penguins.post_json([{}]),
+        penguins.request("GET", "/ping"),
+        penguins.request("GET", "/nope"),
+        penguins.request("GET", "/invocations"),
+    ):
+        assert got.headers.get("X-Model-Version") == version, (got.status, got.headers)
+
+
 def _own_tests(project: Path, python: Path, model_path: Path) -> subprocess.CompletedProcess:
     env = {"MODEL_PATH": str(model_path), "PATH": "/usr/bin:/bin", "HOME": str(project)}
     return subprocess.run(
