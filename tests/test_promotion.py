@@ -176,6 +176,10 @@ def test_a_model_moves_to_prod_only_by_promotion(remote, versions, capsys, tmp_p
     assert {t["from"]["name"] for t in triggers} == {f"{NAME}:1.0.0"}
     assert {c["image"] for c in prod_deployment["spec"]["template"]["spec"]["containers"]} == {f"{NAME}:1.0.0"}
     validate(prod, tmp_path / "objects-prod")
+    # list says what runs where: dev the target branch's 1.0.1, the later ones 1.0.0.
+    _, out, _ = cli(capsys, "list", "--gitops", remote.path)
+    (row,) = [line.split() for line in out.splitlines()[1:] if line.split()[6] == "merged"]
+    assert row[:2] == [NAME, "1.0.1"] and row[4] == "dev,staging:1.0.0,prod:1.0.0"
 
     # Promoting 1.0.1 to prod while staging runs 1.0.0: refused; then the exact diff of a promotion.
     code, _, err = run(capsys, remote, "promote", NAME, "--to", "prod", "--version", "1.0.1", "--image", DIGEST_2)
@@ -214,10 +218,22 @@ def test_a_canary_splits_the_route_and_rollback_returns_the_exact_bytes(remote, 
     assert selectors == {NAME: NAME, f"{NAME}-canary": f"{NAME}-canary"}
     for kind in ("Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"):
         assert sorted(o["metadata"]["name"] for o in by_kind(prod, kind)) == [NAME, f"{NAME}-canary"], kind
+    canary = {o["kind"]: o for o in prod if o["metadata"]["name"] == f"{NAME}-canary"}
+    assert canary["Service"]["spec"]["selector"]["app.kubernetes.io/name"] == f"{NAME}-canary"
+    assert (
+        canary["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == f"{NAME}-canary"
+    )
+    assert canary["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == f"{NAME}-canary"
+    assert canary["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == f"{NAME}-canary"
+    assert (
+        canary["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 1 and canary["Deployment"]["spec"]["replicas"] == 1
+    )
     (route,) = by_kind(prod, "Route")
     assert route["spec"]["to"]["weight"] + route["spec"]["alternateBackends"][0]["weight"] == 100
     assert route["spec"]["alternateBackends"] == [{"kind": "Service", "name": f"{NAME}-canary", "weight": 10}]
     validate(prod, tmp_path / "objects-canary")
+    _, out, _ = cli(capsys, "list", "--gitops", remote.path)
+    assert "dev,staging:1.0.0,prod:1.0.0+1.0.1@10%" in out.split()
 
     # Rollback: prod's overlay back to its bytes before the canary, and no release left unused.
     code, _, err = run(capsys, remote, "rollback", NAME, "--env", "prod")

@@ -22,11 +22,10 @@ from typing import Any
 
 from modelgen.errors import GitopsError
 from modelgen.gitops.merge_request import GitLabApi, MergeRequest
-from modelgen.gitops.repo import MODELS, GitopsRepo, Published, deployed
+from modelgen.gitops.repo import MODELS, RELEASE_FILE, GitopsRepo, Published, deployed
 from modelgen.manifest import Manifest, load_text
 from modelgen.render.templates import Files, render_release_overlay
 
-RELEASE_FILE = "release.json"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 

@@ -34,6 +34,8 @@ from modelgen.render.templates import RECORD, Files, template_files, template_ve
 log = logging.getLogger(__name__)
 
 MODELS = "models"
+# What a later environment runs, in its overlay (written by gitops.promotion).
+RELEASE_FILE = "release.json"
 # Every template version a model in the repository was rendered from, so that `upgrade` can
 # re-render what was generated before and merge the hand edits made since.
 STORE = ".modelgen/templates"
@@ -444,7 +446,7 @@ class Listed:
     version: str  # "" when a pending change removes the model
     owner: str
     runtime: str
-    environments: tuple[str, ...]  # the overlays Argo CD makes an Application of
+    environments: tuple[str, ...]  # the overlays Argo CD makes an Application of, with a version pinned there
     sha256: str
     last_commit: str
     branch: str = ""  # the unmerged branch (its merge request's source) of a pending change; "" once merged
@@ -476,11 +478,27 @@ def _listed(repo: GitopsRepo, name: str, commit: str, last_commit: str, branch: 
     if m is None:  # removed on this branch
         return Listed(name, "", "", "", (), "", last_commit, branch)
     overlays = f"{MODELS}/{name}/deploy/overlays/"
-    environments = sorted({p[len(overlays) :].split("/")[0] for p in repo.entries(commit, overlays)})
+    entries = repo.entries(commit, overlays)
+    environments = sorted({p[len(overlays) :].split("/")[0] for p in entries})
     # Argo CD's order is the manifest's: list the overlays in it, any other (a hand-made one) after.
     order = [e.name for e in m.environments]
     environments.sort(key=lambda e: (order.index(e) if e in order else len(order), e))
-    return Listed(m.name, m.version, m.owner, m.runtime, tuple(environments), m.artifact.sha256, last_commit, branch)
+    releases = repo.read([p for p in entries if p.endswith(f"/{RELEASE_FILE}")], commit)
+    shown = tuple(_running(env, m.version, releases.get(f"{overlays}{env}/{RELEASE_FILE}")) for env in environments)
+    return Listed(m.name, m.version, m.owner, m.runtime, shown, m.artifact.sha256, last_commit, branch)
+
+
+def _running(env: str, version: str, release: bytes | None) -> str:
+    """``env``, with the version it runs when promotion pinned another one, and its canary: prod:1.0.0+1.0.1@10%."""
+    if release is None:
+        return env
+    try:
+        doc = json.loads(release)
+        shown = env if doc["version"] == version else f"{env}:{doc['version']}"
+        canary = doc.get("canary")
+        return shown + (f"+{canary['version']}@{canary['weight']}%" if canary else "")
+    except (ValueError, KeyError, TypeError):
+        return f"{env}:?"
 
 
 def diff_model(repo: GitopsRepo, manifest: Manifest) -> str:
