@@ -178,7 +178,6 @@ R_MANIFEST = (
     .replace("format: joblib", "format: rds")
     .replace("[scikit-learn==1.5.2]", "[caret==6.0-93, ranger==0.14.1]")
     .replace("script: train.py", "script: train.R")
-    .replace("    modelCache: {claim: model-cache, maxAgeDays: 14}\n", "")  # Python's init container only
 )
 
 
@@ -409,14 +408,11 @@ def test_init_container_fetches_and_verifies_the_artifact(rendered, runtime):
         assert env[var] == {"secretKeyRef": {"name": "nexus-models", "key": key, "optional": True}}
     mounts = {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    if runtime == "python":  # through the shared cache: a ReadWriteMany claim, mounted by the init container only
-        assert (env["MODEL_CACHE_DIR"], env["MODEL_CACHE_MAX_AGE_DAYS"]) == ("/cache", "14")
-        assert mounts == {"/model": False, "/tmp": False, "/cache": False}
-        assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": "model-cache"}
-        assert "/cache" not in {m["mountPath"] for m in containers(deployment)["model"]["volumeMounts"]}
-    else:
-        assert "MODEL_CACHE_DIR" not in env and "model-cache" not in volumes
-        assert mounts == {"/model": False, "/tmp": False}
+    # Through the shared cache: a ReadWriteMany claim, mounted by the init container only.
+    assert (env["MODEL_CACHE_DIR"], env["MODEL_CACHE_MAX_AGE_DAYS"]) == ("/cache", "14")
+    assert mounts == {"/model": False, "/tmp": False, "/cache": False}
+    assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": "model-cache"}
+    assert "/cache" not in {m["mountPath"] for m in containers(deployment)["model"]["volumeMounts"]}
 
 
 def test_model_container_env_ports_probes(rendered, runtime):
@@ -443,9 +439,7 @@ def test_model_container_env_ports_probes(rendered, runtime):
     mounts = {m["mountPath"]: m.get("readOnly", False) for m in model["volumeMounts"]}
     assert mounts == {"/model": True, "/tmp": False, "/var/lib/modelgen/inputs": False}
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    cache = (
-        [{"name": "model-cache", "persistentVolumeClaim": {"claimName": "model-cache"}}] if runtime == "python" else []
-    )
+    cache = [{"name": "model-cache", "persistentVolumeClaim": {"claimName": "model-cache"}}]
     assert volumes == [
         {"name": "model", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},

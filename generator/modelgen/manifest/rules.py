@@ -290,14 +290,6 @@ def engine_has_its_artifact(c: Checked) -> None:
         )
 
 
-def model_cache_for_python(c: Checked) -> None:
-    if c.get("spec", "runtime") == "r" and c.get("spec", "serving", "modelCache") is not MISSING:
-        c.add(
-            ("spec", "serving", "modelCache"),
-            "applies to Python models (the R init container downloads without a cache; allowed here: leave it out)",
-        )
-
-
 def trusted_only_for_skops(c: Checked) -> None:
     if c.get("spec", "runtime") is MISSING:
         return
@@ -472,7 +464,6 @@ RULES: tuple[Rule, ...] = (
     r_fields_on_r,
     python_requirements,
     engine_has_its_artifact,
-    model_cache_for_python,
     trusted_only_for_skops,
     code_of_the_runtime,
     code_files,
