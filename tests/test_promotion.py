@@ -150,7 +150,7 @@ def test_a_model_moves_to_prod_only_by_promotion(remote, versions, capsys, tmp_p
     ], changed
     assert all(p.startswith((f"{folder}/staging/", f"models/{NAME}/deploy/releases/1.0.0/")) for p in changed)
     options = remote.pushes()[-1]["options"]
-    assert f"merge_request.title=Promote {NAME} 1.0.0 to staging (was (the target branch's version))" in options
+    assert f"merge_request.title=Promote {NAME} 1.0.0 to staging (first in staging)" in options
     merged(remote, branch, tmp_path / "w2")
     assert run(capsys, remote, "promote", NAME, "--to", "prod")[0] == 0  # the digest comes from staging
     merged(remote, f"modelgen/promote-{NAME}-prod-1.0.0", tmp_path / "w3")

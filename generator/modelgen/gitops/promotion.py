@@ -185,12 +185,11 @@ def plan_promotion(
     commit, at_version = manifest_at_version(repo, name, version)
     release = Release(version, at_version.artifact.sha256, image, promoted_from=before, forced=forced)
     changes = _release_changes(repo, name, env, release, commit, at_version)
-    old = current.version if current else "(the target branch's version)"
-    title = f"Promote {name} {version} to {env}"
+    title = f"Promote {name} {version} to {env}" + (f" (was {current.version})" if current else f" (first in {env})")
     description = _describe(repo, name, env, current, release, at_version)
     if release.forced:
         description += f"\n\n**Forced**: {before} runs {runs_before}, not {version}."
-    return Plan(changes, f"modelgen/promote-{name}-{env}-{version}", f"{title} (was {old})", description)
+    return Plan(changes, f"modelgen/promote-{name}-{env}-{version}", title, description)
 
 
 def plan_canary(
