@@ -45,9 +45,12 @@ class Predictor:
 
     def __init__(self, model: Any, output: dict[str, Any]):
         self.model = model
+        # The ONNX engine needs no scikit-learn: importing it on a worker's first request cost 1.3 s.
+        self._sklearn = not getattr(model, "takes_columns", False)
 
     def __call__(self, frame: pd.DataFrame) -> list[Any]:
-        _fast_sklearn()
+        if self._sklearn:
+            _fast_sklearn()
         return self.predict(frame)
 
     def predict(self, frame: pd.DataFrame) -> list[Any]:
