@@ -70,16 +70,34 @@ def test_serving_smoke(tmp_path):
     assert "Smoke run (--smoke)" in out, out
 
     servers = table(out, "server")
-    names = ["modelgen gunicorn (2 workers)", "modelgen waitress (2 threads)"]
-    names += ["MLflow default (1 worker)", "MLflow --workers 2"]
+    names = ["modelgen onnx gunicorn (2 workers)", "modelgen native gunicorn (2 workers)"]
+    names += ["modelgen onnx gunicorn (4 workers)", "modelgen onnx gunicorn gthread (2 workers × 4 threads)"]
+    names += ["modelgen onnx waitress (2 threads)"]
+    names += ["MLflow sklearn default (1 worker)", "MLflow sklearn --workers 2"]
+    names += ["MLflow onnx default (1 worker)", "MLflow onnx --workers 2"]
     assert list(servers) == names, out
     for name, cells in servers.items():
-        assert len(cells) == 8, (name, cells)
-        for cell in cells:  # req/s @2 and @8, p50, p99, CSV rows/s, the two ratios, start-up
+        assert len(cells) == 10, (name, cells)
+        # req/s @2 and @8, p50, p99, 1000-row rows/s, [the body], server CPU, the two ratios, start-up
+        for cell in cells[:5] + cells[6:]:
             positive(cell)
+        assert cells[5] == ("JSON, null token" if name.startswith("MLflow onnx") else "CSV"), (name, cells)
     assert re.search(r"1000-row CSV check: 200, 1000 predictions in \d+ ms", out), out
-    goals = re.findall(r"^- (PASS|FAIL) ", out.split("Goals (modelgen gunicorn (2 workers)):", 1)[1], re.M)
-    assert len(goals) >= 6, out  # all six measured, none "n/a": MLflow was there
+    assert re.search(r"1000-row JSON, null token check: 200, 1000 predictions in \d+ ms", out), out
+    assert "1000 rows as dataframe_split JSON, like for like with MLflow's onnx flavour" in out, out
+    goals = out.split("Goals (issue 14, modelgen onnx gunicorn (2 workers)):\n", 1)[1].split("\n\n", 1)[0]
+    assert len(re.findall(r"^- (PASS|FAIL) ", goals, re.M)) == 5, out  # none "n/a": both MLflow flavours ran
+
+    in_process = table(out, "in-process, 1 thread, per CPU second")
+    assert len(in_process) == 8, out
+    for cells in in_process.values():
+        for cell in cells:  # onnx, native, onnx ÷ native
+            positive(cell)
+    overhead = table(out, "server, 1-row @8")
+    assert list(overhead) == names[:5], out
+    for cells in overhead.values():
+        for cell in cells[:4]:  # req/s, server CPU, the Flask app and parse + predict in-process
+            positive(cell)
 
     for cells in monitoring_tables(out).values():
         for cell in (cells[0], cells[1], cells[3]):  # path, counters and the logged counters, in ms

@@ -1,4 +1,5 @@
-"""MLflow's scoring server (``mlflow models serve``) on the same pipeline, in a virtualenv of its own."""
+"""MLflow's scoring server (``mlflow models serve``) on the same pipeline and on its ONNX conversion, in a
+virtualenv of its own."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ from lib.servers import Server, free_port
 PACKAGE = "mlflow-skinny"
 # The libraries the pickle needs, held at the project venv's versions.
 PINNED = ("scikit-learn", "xgboost", "pandas", "numpy")
+# What MLflow's onnx flavour loads and runs the graph with (mlflow.onnx imports onnx and
+# onnxruntime), held at the versions the generated service's ONNX engine runs.
+ONNX_PINNED = ("onnx", "onnxruntime")
 PROJECT_PTH = "project-venv.pth"
+PINS_STAMP = ".bench-pins"
 
 
 def mlflow_venv(path: Path) -> tuple[Path, str]:
@@ -27,8 +32,9 @@ def mlflow_venv(path: Path) -> tuple[Path, str]:
     MLflow holds its own pins (mlflow 3.17 wants gunicorn<27, older than the one the generated
     service runs on), so it does not go into the project venv. Its venv reads the project venv's
     site-packages through a .pth file, after its own: the pickle loads with exactly the project's
-    scikit-learn, xgboost, pandas and numpy, and pip installs only what MLflow adds. mlflow-skinny
-    is MLflow without its tracking server and UI; ``mlflow models serve`` is the same code.
+    scikit-learn, xgboost, pandas and numpy (and the ONNX model with the project's onnx and
+    onnxruntime), and pip installs only what MLflow adds. mlflow-skinny is MLflow without its
+    tracking server and UI; ``mlflow models serve`` is the same code.
     """
     python = path / "bin" / "python"
     own = path / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
@@ -36,8 +42,9 @@ def mlflow_venv(path: Path) -> tuple[Path, str]:
     pth = own / PROJECT_PTH
     if path.exists() and not pth.exists():
         raise BenchError(f"{path} is not a virtualenv this bench made: remove it or pass another --mlflow-venv")
-    pins = [f"{name}=={metadata.version(name)}" for name in PINNED]
-    if _version(own) and pth.read_text().split() == project:
+    pins = [f"{name}=={metadata.version(name)}" for name in (*PINNED, *ONNX_PINNED)]
+    stamp = path / PINS_STAMP
+    if _version(own) and pth.read_text().split() == project and stamp.is_file() and stamp.read_text().split() == pins:
         log(f"reusing {path} ({PACKAGE} {_version(own)})")
     else:
         began = time.monotonic()
@@ -45,16 +52,17 @@ def mlflow_venv(path: Path) -> tuple[Path, str]:
             log(f"creating {path}")
             run([sys.executable, "-m", "venv", path], timeout=120, what="python -m venv")
         pth.write_text("".join(f"{line}\n" for line in project))
-        log(f"pip install {PACKAGE} {' '.join(pins)} into {path} (first run only)")
+        log(f"pip install {PACKAGE} {' '.join(pins)} into {path} (first run, or new pins)")
         (path / ".bench-note").unlink(missing_ok=True)
         try:
             run([python, "-m", "pip", "install", "--quiet", PACKAGE, *pins], timeout=900, what="pip install")
         except BenchError as err:
             raise BenchError(f"pip could not install {PACKAGE} beside {' '.join(pins)}: {err}") from err
+        stamp.write_text("".join(f"{pin}\n" for pin in pins))
         log(f"installed {PACKAGE} {_version(own)} in {time.monotonic() - began:.0f} s")
-    borrowed = [name for name in PINNED if _version(own, name)]
+    borrowed = [name for name in (*PINNED, *ONNX_PINNED) if _version(own, name)]
     if borrowed:
-        raise BenchError(f"pip installed its own {', '.join(borrowed)} into {path}: the pickle would load differently")
+        raise BenchError(f"pip installed its own {', '.join(borrowed)} into {path}: the models would load differently")
     note_file = path / ".bench-note"
     if not note_file.exists():
         note_file.write_text(_note(python, _version(own), pins) + "\n")
@@ -101,6 +109,23 @@ def mlflow_model(python: Path, model_path: Path, work: Path) -> tuple[Path, str]
     if trusted:
         note += f", skops_trusted_types={trusted} (MLflow refused the default save without them)"
     log(f"saved the pipeline as an MLflow model in {target}: {note}")
+    return target, note
+
+
+def mlflow_onnx_model(python: Path, onnx_path: Path, work: Path) -> tuple[Path, str]:
+    """The ONNX file saved by mlflow.onnx.save_model (onnx flavour) in the MLflow venv: (model dir, note)."""
+    target = work / "mlflow-onnx-model"
+    if target.exists():
+        shutil.rmtree(target)
+    program = PROGRAMS / "save_mlflow_onnx_model.py"
+    done = run([python, program, onnx_path, target], timeout=180, what="mlflow.onnx.save_model", cwd=work)
+    inputs = json.loads(done.stdout.strip().splitlines()[-1])["inputs"]
+    kinds = ", ".join(f"{name} {kind.removeprefix('tensor(').removesuffix(')')}" for name, kind in inputs)
+    note = (
+        f"ONNX file saved by mlflow.onnx.save_model (MLflow's defaults: onnxruntime's own thread pools, "
+        f"providers CUDA then CPU) with a tensor signature of the graph's inputs, each [-1, 1]: {kinds}"
+    )
+    log(f"saved the ONNX file as an MLflow model in {target}")
     return target, note
 
 

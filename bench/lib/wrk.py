@@ -30,6 +30,13 @@ class WrkResult:
     non_2xx: int
     socket_errors: dict[str, int]
     other_cpu: float = 0.0  # share of all CPUs used by processes other than the server and wrk
+    server_cpu_s: float = 0.0  # CPU seconds of the server's process group during the run
+    client_cpu_s: float = 0.0  # CPU seconds of wrk itself
+
+    @property
+    def server_ms_per_request(self) -> float:
+        """CPU the server spent per request it answered (all its processes: workers, proxy, master)."""
+        return self.server_cpu_s * 1000 / self.requests if self.requests else math.nan
 
 
 def require_wrk() -> None:
@@ -66,10 +73,11 @@ def wrk(url: str, body_file: Path, content_type: str, connections: int, duration
     env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": content_type}
     began, busy, group, children = time.monotonic(), _busy_ticks(), _group_ticks(pgid), _children_ticks()
     done = run(cmd, timeout=duration + 30, what=f"wrk {url}", env=env)
-    ours = (_group_ticks(pgid) - group) + (_children_ticks() - children)
+    server, client = _group_ticks(pgid) - group, _children_ticks() - children
     capacity = (time.monotonic() - began) * CLOCK_TICKS * (os.cpu_count() or 1)
     result = parse_wrk(done.stdout)
-    result.other_cpu = max(0.0, (_busy_ticks() - busy - ours) / capacity)
+    result.other_cpu = max(0.0, (_busy_ticks() - busy - server - client) / capacity)
+    result.server_cpu_s, result.client_cpu_s = server / CLOCK_TICKS, client / CLOCK_TICKS
     return result
 
 

@@ -1,12 +1,14 @@
 """The generated Python service's request path in one process, and the monitor's work on the same requests.
 
-    cd PROJECT && MODEL_PATH=... python path_cost.py MODEL BODIES_DIR METRICS_DIR [SCALE]
+    cd PROJECT && [ONNX_PATH=... MODELGEN_ENGINE=onnx|native] python path_cost.py MODEL BODIES_DIR METRICS_DIR [SCALE]
 
-Times parse + predict + encode (best of 5) of BODIES_DIR/one.json and BODIES_DIR/many.csv, and
-the monitor's observe() alone with the counters on and with the input log: the cost of
-monitoring without the machine's noise (on a shared VM, wrk runs and even whole request paths
-vary by more than monitoring costs). SCALE (default 1) multiplies the repetitions. Prints JSON
-of seconds per call. Run by bench/serving.py from the project folder.
+The engine is the service's (MODELGEN_ENGINE, else the contract's), loaded as the service loads
+it; MODEL is the pickle (the native engine's artifact). Times parse + predict + encode (best of 5)
+of BODIES_DIR/one.json and BODIES_DIR/many.csv, and the monitor's observe() alone with the
+counters on and with the input log: the cost of monitoring without the machine's noise (on a
+shared VM, wrk runs and even whole request paths vary by more than monitoring costs). SCALE
+(default 1) multiplies the repetitions. Prints JSON of seconds per call. Run by bench/serving.py
+from the project folder.
 """
 
 import json
@@ -18,16 +20,18 @@ from pathlib import Path
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[3]
 sys.path.insert(0, ".")
 
-from app.model import load_model  # noqa: E402
+from app.model import load_engine  # noqa: E402
 from app.monitoring import InputLog, Monitor  # noqa: E402
 from app.payload import InputSchema  # noqa: E402
 from app.predict import predictor_for  # noqa: E402
 from app.settings import from_env  # noqa: E402
 
-settings = from_env()
+settings = from_env({**os.environ, "MODEL_PATH": sys.argv[1]})
 c = settings.contract
-model = load_model(Path(sys.argv[1]), settings.model_sha256, c["artifact"]["format"], c["artifact"].get("trusted", ()))
-schema, predictor = InputSchema(c["columns"], c["values"]), predictor_for(model, c["output"])
+model = load_engine(settings)
+# As the service builds its schema: the ONNX engine takes the checked columns, no DataFrame.
+schema = InputSchema(c["columns"], c["values"], frames=not getattr(model, "takes_columns", False))
+predictor = predictor_for(model, c["output"])
 monitors = {
     "on": Monitor(c["monitoring"], None),
     "log": Monitor(c["monitoring"], InputLog(Path(sys.argv[3]) / "inputs", c["sampleRate"], 10**9)),
