@@ -15,8 +15,11 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from kube_api import KubeApi, kube_api
 from support import free_port, schema_folder
 
 from modelgen.cli import EXIT_DEGRADED, EXIT_DRIFT, EXIT_FAILED
+from modelgen.cluster import client
 from modelgen.cluster.client import image_digest
 from modelgen.gitops.scaffold import GitopsSettings, scaffold
 from modelgen.manifest import load
@@ -521,12 +525,30 @@ def test_the_gitops_repository_says_where_argo_cd_is_and_what_should_run(
 # ---------------------------------------------------------------------------- errors: one line, exit 2
 
 
-def test_an_unreachable_cluster_is_one_line_and_exit_2(connect, capsys):
+def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path):
+    # As a command of its own: what the user sees is stderr entire, logging included.
     port = free_port()  # nothing listens there
-    connect(KubeApi("a-token", port=port))
-    code, out, err = cli(capsys, "status")
-    assert (code, out) == (EXIT_FAILED, "")
-    assert err == f"error: cannot reach the cluster at http://127.0.0.1:{port}: Connection refused\n"
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "MODELGEN_GITOPS")}
+    env["KUBECONFIG"] = str(KubeApi("a-token", port=port).kubeconfig(tmp_path / "kubeconfig"))
+    done = subprocess.run([BIN / "modelgen", "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (EXIT_FAILED, "")
+    assert done.stderr == f"error: cannot reach the cluster at http://127.0.0.1:{port}: Connection refused\n"
+
+
+def test_a_cluster_that_does_not_answer_costs_the_deadline_once(connect, capsys, monkeypatch):
+    monkeypatch.setattr(client, "TIMEOUT_SECONDS", 1)
+    with socket.socket() as silent:  # connections are taken (the backlog), never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        connect(KubeApi("a-token", port=port))
+        started = time.monotonic()
+        code, _, err = cli(capsys, "status")
+        assert time.monotonic() - started < 3  # one request, not retried
+    assert (code, err) == (
+        EXIT_FAILED,
+        f"error: cannot reach the cluster at http://127.0.0.1:{port}: no answer within 1 s\n",
+    )
 
 
 def test_no_kubeconfig_a_wrong_token_an_unknown_model_and_no_argo_cd_are_each_one_line(

@@ -33,9 +33,9 @@ def api_client(context: str | None = None) -> Any:
             config.load_kube_config(kubeconfig, context, client_configuration=configuration)
         except (config.ConfigException, OSError, TypeError) as err:
             raise ClusterError(f"no cluster to read: {err} (set KUBECONFIG, or run in a pod)") from err
-    # One more try for a connection that fails to open (a blip, a stale pooled one), none for a
-    # request sent and not answered: a silent cluster costs TIMEOUT_SECONDS, not four times that.
-    configuration.retries = Retry(total=1, read=0, redirect=0, status=0)
+    # No retries: a silent cluster costs TIMEOUT_SECONDS, not four times that, and a refused
+    # connection is one line, without urllib3's warning about each retry before it.
+    configuration.retries = Retry(total=0)
     return client.ApiClient(configuration)
 
 

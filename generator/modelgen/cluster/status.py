@@ -112,8 +112,9 @@ class ModelStatus:
         """For ``--json``: the fields, camelCased, with ``degraded`` and ``drifted``."""
         doc = asdict(self)
         if self.drift is not None:
-            doc["drift"]["cronJob"] = doc["drift"].pop("cron_job")
-            doc["drift"]["time"] = self.drift.time.isoformat() if self.drift.time else None
+            drift = doc["drift"]
+            when = self.drift.time.isoformat() if self.drift.time else None
+            doc["drift"] = {"cronJob": drift.pop("cron_job"), **drift, "time": when}
         return {**doc, "degraded": self.degraded, "drifted": self.drifted}
 
 
