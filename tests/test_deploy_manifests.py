@@ -22,6 +22,7 @@ import yaml
 from support import schema_folder
 
 import modelgen
+from modelgen.cli import EXIT_DRIFT
 from modelgen.manifest import load
 from modelgen.monitoring.drift import profile
 from modelgen.monitoring.reference import profile_columns
@@ -631,6 +632,11 @@ def test_drift_job_reads_the_input_log_with_the_manifest_settings(rendered, proj
     args = container["args"]
     assert args[:2] == ["monitor", NAME]
     assert "--window=48h" in args and "--smtp=smtp.example.com:587" in args
+    # Drift fails the Job at once (no retry, which would notify again): what `modelgen status` reads.
+    assert "--fail-on-drift" in args
+    assert cronjob["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"] == [
+        {"action": "FailJob", "onExitCodes": {"containerName": "drift", "operator": "In", "values": [EXIT_DRIFT]}}
+    ]
     assert [a for a in args if a.startswith("--mail-to=")] == [
         "--mail-to=jane.doe@example.com",
         "--mail-to=ml-team@example.com",

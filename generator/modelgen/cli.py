@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from modelgen import __version__
@@ -17,7 +18,8 @@ log = logging.getLogger("modelgen")
 EXIT_INVALID = 1  # the manifest is wrong: the user's to fix
 EXIT_FAILED = 2  # something else went wrong (rendering, disk, git)
 EXIT_CONFLICTS = 3  # an upgrade left conflicts to resolve on its branch
-EXIT_DRIFT = 4  # monitor --fail-on-drift found drift
+EXIT_DRIFT = 4  # monitor --fail-on-drift found drift; status: the last drift job found drift
+EXIT_DEGRADED = 5  # status: something is not as it should be (Argo CD, replicas, a failed drift job)
 GITOPS_VARIABLE = "MODELGEN_GITOPS"  # the default for --gitops
 REGISTRY_VARIABLE = "MODELGEN_REGISTRY"  # the default for --registry
 
@@ -165,6 +167,25 @@ def _publish_plan(args: argparse.Namespace, plan) -> int:
     planned = plan(repo, image_digest)
     print(publish_plan(repo, planned, merge_request=args.merge_request, api=_api(args, repo)).message)
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from modelgen.cluster.status import Scope, read_status, table
+
+    scope = Scope()
+    if args.gitops:
+        from modelgen.gitops.repo import GitopsRepo
+
+        scope = Scope.of(GitopsRepo.open(args.gitops))
+    if args.argocd_namespace:
+        scope = replace(scope, argocd_namespace=args.argocd_namespace)
+    statuses = read_status(scope, args.name, args.env)
+    print(json.dumps([s.document() for s in statuses], indent=1) if args.json else table(statuses))
+    if any(s.degraded for s in statuses):
+        return EXIT_DEGRADED
+    return EXIT_DRIFT if any(s.drifted for s in statuses) else 0
 
 
 def _upgrade(args: argparse.Namespace) -> int:
@@ -464,6 +485,20 @@ def parser() -> argparse.ArgumentParser:
     _merge_request_options(rb)
     rb.set_defaults(run=_rollback)
 
+    st = sub.add_parser(
+        "status",
+        help="what runs, per model and environment: Argo CD, replicas, version, canary, drift "
+        f"(exit {EXIT_DEGRADED}: something degraded, {EXIT_DRIFT}: drift found)",
+    )
+    st.add_argument("name", nargs="?", help="one model (default: every model)")
+    st.add_argument("--env", help="one environment (default: every environment)")
+    st.add_argument("--json", action="store_true", help="JSON for scripts instead of the table")
+    st.add_argument(
+        "--argocd-namespace", help="namespace of the Argo CD instance (default: gitops.yaml's, else openshift-gitops)"
+    )
+    _gitops_options(st, required=False, why="its gitops.yaml and the models it deploys, each expected to run")
+    st.set_defaults(run=_status)
+
     up = sub.add_parser("upgrade", help="re-render models from the current templates, keeping hand edits")
     up.add_argument("names", nargs="*", metavar="NAME")
     up.add_argument("--all", action="store_true", help="every model in the repository")
@@ -548,14 +583,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _gitops_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+def _gitops_options(p: argparse.ArgumentParser, required: bool = True, why: str = "") -> None:
     default = os.environ.get(GITOPS_VARIABLE)
     p.add_argument(
         "--gitops",
         metavar="PATH_OR_URL",
         default=default,
         required=required and not default,
-        help=f"the GitOps repository (default: ${GITOPS_VARIABLE})",
+        help=f"the GitOps repository{': ' + why if why else ''} (default: ${GITOPS_VARIABLE})",
     )
 
 

@@ -113,3 +113,15 @@ def os_problem(err: OSError) -> str:
 
 class ClusterError(ModelgenError):
     """The cluster could not be reached, or refused a request."""
+
+
+class ClusterUnreachable(ClusterError):
+    """No answer from the cluster's API server: no connection, a timeout, or TLS failed."""
+
+
+class ClusterRefused(ClusterError):
+    """The API server answered with an error (not authorised, forbidden, an API it does not serve)."""
+
+
+class NotDeployed(ModelgenError):
+    """Argo CD deploys no such model (or environment) to the cluster."""

@@ -501,6 +501,12 @@ def _running(env: str, version: str, release: bytes | None) -> str:
         return f"{env}:?"
 
 
+def overlay_environments(repo: GitopsRepo, name: str, commit: str | None = None) -> set[str]:
+    """The environments ``name`` has an overlay for: the ApplicationSet makes an Application of each."""
+    overlays = f"{MODELS}/{name}/deploy/overlays/"
+    return {p[len(overlays) :].split("/")[0] for p in repo.entries(commit, overlays)}
+
+
 def diff_model(repo: GitopsRepo, manifest: Manifest) -> str:
     """What ``generate`` would change, as a unified diff against the target branch ('' when nothing)."""
     changes = model_changes(repo, manifest)
