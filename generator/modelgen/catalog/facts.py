@@ -2,7 +2,9 @@
 
 Everything comes from git, in a fixed number of git commands whatever the number of models: one
 walk of the target branch's first-parent history (``GitopsRepo.history``), one ``cat-file`` for
-every manifest version it names, one for the environments' ``release.json``. Drift reports are
+every manifest version it names, one for the environments' ``release.json``. The current
+manifests are typed (``load_text``); those of the past only give their version, artifact and
+metrics. Drift reports are
 not in the repository (the drift job writes them on its model's input-log volume); they are read
 from a folder laid out ``<model>/<environment>/drift-report.json`` when one is given.
 """
@@ -16,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from modelgen.errors import ManifestError, ModelgenError, os_problem
 from modelgen.gitops.git import Entry
@@ -31,6 +35,7 @@ _LOWER_IS_BETTER = re.compile(r"(^|_)(rmse|mse|mae|mape|loss|logloss|error|brier
 _MERGE_REQUEST = re.compile(r"See merge request \S*?!(\d+)")
 REPORT = "drift-report"
 _MANIFEST = re.compile(rf"{MODELS}/[^/]+/model\.yaml")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class Change:
 
 @dataclass(frozen=True)
 class Version:
-    """One version of the model, as its manifest stood when it reached the target branch."""
+    """One version of the model: when it reached the target branch, and what its manifest says."""
 
     version: str
     date: str
@@ -146,21 +151,22 @@ def collect(repo: GitopsRepo, reports: Path | None = None) -> Catalog:
         raise ModelgenError(f"{repo.url} has no branch {settings.target_revision}")
     history = repo.history()
     head = {name: repo.entries()[_manifest_path(name)] for name in repo.models()}
-    manifests = _manifests(repo, history, head.values())
+    blobs = _manifest_blobs(repo, history, head.values())
     current: dict[str, Manifest] = {}
     skipped = []
     for name, entry in head.items():
-        read = manifests[entry.sha]
-        if isinstance(read, Manifest):
-            current[name] = read
-        else:  # one broken model must not hide the others
-            skipped.append((name, read))
+        try:
+            current[name] = load_text(blobs[entry.sha].decode("utf-8"), _manifest_path(name))
+        except (ManifestError, UnicodeDecodeError) as err:  # one broken model must not hide the others
+            log.warning("%s", err)
+            skipped.append((name, str(err).splitlines()[0]))
+    past = {sha: _recorded(data) for sha, data in blobs.items()}
     releases = live(repo, current.values())
     merged = _merged_subjects(repo, history)
     models = tuple(
         ModelFacts(
             manifest,
-            _versions(name, history, manifests),
+            _versions(name, history, past),
             releases[name],
             _changes(name, history, merged),
             _drift(reports / name, releases[name]) if reports else (),
@@ -174,43 +180,53 @@ def _manifest_path(name: str) -> str:
     return f"{MODELS}/{name}/model.yaml"
 
 
-def _manifests(repo: GitopsRepo, history: list[Logged], head: Iterable[Entry]) -> dict[str, Manifest | str]:
-    """Every manifest the target branch holds or held, typed, by blob: read with one ``cat-file``.
-
-    A manifest that does not read (broken, or of the past and refused by today's schema) maps to
-    the first line of the problem: its version is left out of the history, not the whole model.
-    """
+def _manifest_blobs(repo: GitopsRepo, history: list[Logged], head: Iterable[Entry]) -> dict[str, bytes]:
+    """Every manifest the target branch holds or held, by blob: read with one ``cat-file``."""
     blobs = {e.sha: e for e in head}
     for logged in history:
         for path, entry in logged.changed.items():
             if entry is not None and _MANIFEST.fullmatch(path):
                 blobs.setdefault(entry.sha, entry)
-    out: dict[str, Manifest | str] = {}
-    for sha, data in repo.git.read(blobs).items():
-        try:
-            out[sha] = load_text(data.decode("utf-8"), f"model.yaml (blob {sha[:12]})")
-        except (ManifestError, UnicodeDecodeError) as err:
-            out[sha] = str(err).splitlines()[0]
-            log.warning("%s", out[sha])
-    return out
+    return repo.git.read(blobs)
 
 
-def _versions(name: str, history: list[Logged], manifests: dict[str, Manifest | str]) -> tuple[Version, ...]:
+Recorded = tuple[str, str, dict[str, float]]  # version, artifact sha256, metrics
+
+
+def _recorded(data: bytes) -> Recorded | None:
+    """What the history table needs of a manifest of the past, or None when it does not say.
+
+    Only three fields, read leniently with libyaml: a past manifest is a record, which today's
+    schema may no longer accept, and the typed reader (ruamel, with line numbers for its
+    messages) costs tens of milliseconds a manifest, too much for every version of every model.
+    """
+    try:
+        doc = yaml.load(data, Loader=_LOADER)  # a safe loader: libyaml's when there is one
+        meta = doc["metadata"]
+        metrics = (meta.get("provenance") or {}).get("metrics") or {}
+        numbers = {str(k): float(v) for k, v in metrics.items() if type(v) in (int, float)}  # bool is no metric
+        return str(meta["version"]), str(doc["spec"]["artifact"]["sha256"]), numbers
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _versions(name: str, history: list[Logged], past: dict[str, Recorded | None]) -> tuple[Version, ...]:
     """The versions in the order they reached the target branch; a version whose manifest changed
     later (a hand edit) keeps the date it arrived and shows what its manifest says now."""
     found: dict[str, Version] = {}
     for logged in reversed(history):
         entry = logged.changed.get(_manifest_path(name))
-        manifest = manifests.get(entry.sha) if entry else None
-        if not isinstance(manifest, Manifest):
+        recorded = past.get(entry.sha) if entry else None
+        if recorded is None:
             continue
-        first = found.get(manifest.version)
-        found[manifest.version] = Version(
-            manifest.version,
+        version, sha256, metrics = recorded
+        first = found.get(version)
+        found[version] = Version(
+            version,
             first.date if first else logged.date,
             first.commit if first else logged.commit,
-            manifest.artifact.sha256,
-            dict(manifest.provenance.get("metrics", {})),
+            sha256,
+            metrics,
         )
     return tuple(found.values())
 

@@ -48,6 +48,16 @@ class Plot:
     high: float
 
     @property
+    def axis_y(self) -> int:
+        """Where the axis runs: just under the lowest point."""
+        return self.height - BOTTOM + 6
+
+    @property
+    def label_y(self) -> int:
+        """The baseline of the version labels, under the axis."""
+        return self.height - 8
+
+    @property
     def path(self) -> str:
         return " ".join(f"{'M' if i == 0 else 'L'}{p.x:.1f},{p.y:.1f}" for i, p in enumerate(self.points))
 
@@ -82,7 +92,8 @@ def site(catalog: Catalog) -> Files:
     files["index.html"] = _page(env, "index.html.j2", root="", rows=[_row(m) for m in catalog.models], **common)
     for model in catalog.models:
         folder = f"models/{model.name}"
-        plots = [plot(metric, model) for metric in model.metric_names]
+        # A metric only the current manifest names has no point to plot when its history is cut short.
+        plots = [plot(n, model) for n in model.metric_names if any(n in v.metrics for v in model.versions)]
         files[f"{folder}/index.html"] = _page(env, "model.html.j2", root="../../", model=model, plots=plots, **common)
         for drift in model.drift:
             if drift.html is not None:

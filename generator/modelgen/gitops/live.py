@@ -56,6 +56,7 @@ def live(repo: GitopsRepo, manifests: Iterable[Manifest], commit: str | None = N
     Many models at once, since the catalog asks for all of them: every ``release.json`` is read
     with one ``git cat-file``.
     """
+    manifests = list(manifests)
     environments = {m.name: overlays(repo, m, commit) for m in manifests}
     found = repo.read([release_path(name, env) for name, envs in environments.items() for env in envs], commit)
     out: dict[str, tuple[Release, ...]] = {}
