@@ -176,6 +176,7 @@ def test_the_facts_are_every_version_in_order_and_what_runs_where(repository, re
     (dev, prod) = species.releases
     assert dev == Release("dev", "1.2.0", species.manifest.artifact.sha256)
     assert prod == Release("prod", "1.1.0", species.versions[1].sha256, PROMOTED["image"], "dev", Canary("1.2.0", 10))
+    assert species.runs("1.1.0") == ["prod"] and species.runs("1.2.0") == ["dev", "prod (canary 10%)"]
     headline = species.headline
     assert (headline.metric, headline.value, headline.previous, headline.previous_version) == (
         "accuracy", 0.96, 0.985, "1.1.0"
@@ -387,7 +388,7 @@ def test_a_newcomer_finds_jane_s_models_and_the_one_that_lost_accuracy_in_chromi
     assert card["environments"][1][3].startswith("promoted from dev") and card["environments"][1][4] == "1.2.0 at 10%"
     assert card["metricNames"] == ["Version", "Reached main", "Artifact sha256", "accuracy", "Runs in"]
     assert [(row[0], float(row[3]), row[4]) for row in card["metrics"]] == [
-        ("1.0.0", 0.97, ""), ("1.1.0", 0.985, "prod"), ("1.2.0", 0.96, "dev"),
+        ("1.0.0", 0.97, ""), ("1.1.0", 0.985, "prod"), ("1.2.0", 0.96, "dev, prod (canary 10%)"),
     ]  # fmt: skip
     assert card["plots"] == ["accuracy by version"]
 

@@ -104,6 +104,16 @@ class ModelFacts:
     def name(self) -> str:
         return self.manifest.name
 
+    def runs(self, version: str) -> list[str]:
+        """Where ``version`` is live: each environment that runs it, or sends a canary share to it."""
+        found = [r.environment for r in self.releases if r.version == version]
+        found += [
+            f"{r.environment} (canary {r.canary.weight}%)"
+            for r in self.releases
+            if r.canary and r.canary.version == version
+        ]
+        return found
+
     @property
     def metric_names(self) -> list[str]:
         """Every metric any version has: the current version's first, in the manifest's order."""
