@@ -416,10 +416,11 @@ def parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser("catalog", help="render the GitOps repository's models as a static site (index, model cards)")
     _gitops_options(ca)
-    ca.add_argument("-o", "--output", required=True, help="folder for the site (replaced as a whole)")
+    ca.add_argument("-o", "--output", metavar="DIR", required=True, help="folder for the site (replaced as a whole)")
     ca.add_argument(
         "--reports",
-        help="drift reports to show, laid out <model>/<environment>/drift-report.json (and .html), "
+        metavar="DIR",
+        help="drift reports to show, laid out DIR/<model>/<environment>/drift-report.json (and .html), "
         "as `modelgen monitor NAME --out DIR/NAME/ENV` writes them",
     )
     ca.set_defaults(run=_catalog)
