@@ -1,15 +1,16 @@
 // The model catalog in headless Chromium, as a newcomer uses it: read the index, filter by owner,
-// sort by the headline metric, search, open a model card and screenshot it. Prints what the page
-// showed at each step as one JSON document; test_catalog.py judges it.
+// sort by the headline metric, search, open a model card and screenshot it, then open the card of
+// a model whose description is hostile markup. Prints what the pages showed at each step as one
+// JSON document; test_catalog.py judges it.
 //
-//   node tests/catalog_browser.js SITE_DIR MODEL OWNER SCREENSHOT
+//   node tests/catalog_browser.js SITE_DIR MODEL OWNER SCREENSHOT HOSTILE_MODEL
 // with PLAYWRIGHT_CORE (the playwright-core folder) and CHROMIUM (the browser) in the environment.
 "use strict";
 const path = require("path");
 const { pathToFileURL } = require("url");
 const { chromium } = require(process.env.PLAYWRIGHT_CORE);
 
-const [site, model, owner, screenshot] = process.argv.slice(2);
+const [site, model, owner, screenshot, hostile] = process.argv.slice(2);
 // Without the networking flags Chromium calls home (component updates, sync) from the test machine.
 const FLAGS = [
   "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -33,13 +34,15 @@ async function table(page, selector) {
 
 (async () => {
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: FLAGS });
-  const out = { requests: [], console: [], errors: [] };
+  const out = { requests: [], console: [], errors: [], dialogs: [] };
   try {
     const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
     context.on("request", (request) => out.requests.push(request.url()));
     const page = await context.newPage();
     page.on("console", (message) => out.console.push(`${message.type()}: ${message.text()}`));
     page.on("pageerror", (error) => out.errors.push(String(error)));
+    // An alert() smuggled in through a manifest would open a dialog: record it, and close it.
+    page.on("dialog", (dialog) => { out.dialogs.push(dialog.message()); dialog.dismiss(); });
 
     await page.goto(pathToFileURL(path.join(site, "index.html")).href);
     out.filtersShown = await page.isVisible("#filters");
@@ -69,6 +72,12 @@ async function table(page, selector) {
       plots: await page.$$eval(".plots svg", (svgs) => svgs.map((s) => s.getAttribute("aria-label"))),
     };
     await page.screenshot({ path: screenshot, fullPage: true });
+
+    await page.goto(pathToFileURL(path.join(site, "models", hostile, "index.html")).href);
+    out.hostile = {
+      description: await page.textContent("p.description"),
+      images: await page.$$eval("main img", (images) => images.length),
+    };
   } finally {
     await browser.close();
   }

@@ -354,7 +354,7 @@ def test_a_newcomer_finds_jane_s_models_and_the_one_that_lost_accuracy_in_chromi
 
     shot = tmp_path / "card.png"
     done = subprocess.run(
-        ["node", ROOT / "tests" / "catalog_browser.js", site, SPECIES, JANE, shot],
+        ["node", ROOT / "tests" / "catalog_browser.js", site, SPECIES, JANE, shot, ANOMALY],
         capture_output=True, text=True, timeout=180,
         env={**os.environ, "PLAYWRIGHT_CORE": str(playwright_core()), "CHROMIUM": chromium()},
     )  # fmt: skip
@@ -363,6 +363,8 @@ def test_a_newcomer_finds_jane_s_models_and_the_one_that_lost_accuracy_in_chromi
     # Every request stayed in the site's folder: no CDN, no font, no analytics.
     assert seen["requests"] and all(url.startswith(site.as_uri() + "/") for url in seen["requests"]), seen["requests"]
     assert seen["errors"] == [] and not [c for c in seen["console"] if c.startswith("error")], seen
+    # The hostile description is text on its card: no dialog opened, no image element made.
+    assert seen["dialogs"] == [] and seen["hostile"] == {"description": HOSTILE, "images": 0}, seen["hostile"]
 
     assert seen["filtersShown"]
     rows = {row["name"]: row for row in seen["all"]}
