@@ -109,3 +109,7 @@ def os_problem(err: OSError) -> str:
     elif isinstance(err, FileNotFoundError) and paths and not Path(paths[0]).parent.exists():
         reason = f"its folder {Path(paths[0]).parent} does not exist"
     return f"{' → '.join(paths)}: {reason}" if paths else reason
+
+
+class ClusterError(ModelgenError):
+    """The cluster could not be reached, or refused a request."""

@@ -23,7 +23,7 @@ import yaml
 
 from modelgen.errors import ManifestError, ModelgenError, os_problem
 from modelgen.gitops.git import Entry
-from modelgen.gitops.live import Release, live
+from modelgen.gitops.live import Live, live
 from modelgen.gitops.repo import MODELS, GitopsRepo, Logged
 from modelgen.manifest import Manifest, load_text
 
@@ -96,7 +96,7 @@ class Headline:
 class ModelFacts:
     manifest: Manifest  # on the target branch
     versions: tuple[Version, ...]  # oldest first
-    releases: tuple[Release, ...]  # per environment, in the manifest's order
+    releases: tuple[Live, ...]  # per environment, in the manifest's order
     changes: tuple[Change, ...]  # newest first
     drift: tuple[Drift, ...]  # per environment that has a report
 
@@ -269,7 +269,7 @@ def _merged_subjects(repo: GitopsRepo, history: list[Logged]) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
-def _drift(folder: Path, releases: tuple[Release, ...]) -> tuple[Drift, ...]:
+def _drift(folder: Path, releases: tuple[Live, ...]) -> tuple[Drift, ...]:
     """The drift report of each environment that has one under ``folder`` (``<env>/drift-report.json``)."""
     out = []
     for release in releases:

@@ -1,12 +1,9 @@
-"""Which version of a model each environment runs, as the GitOps repository says.
+"""What each environment of a model runs, as the GitOps repository says, for many models at once.
 
-An environment's overlay (``models/<name>/deploy/overlays/<env>/``) deploys the base, i.e. the
-version ``models/<name>/model.yaml`` names, unless the environment was reached by promotion:
-then the overlay pins its own release in ``release.json``::
-
-    {"version": "1.0.0", "sha256": "<artifact sha256>", "image": "<image digest>",
-     "promotedFrom": "dev", "canary": {"version": "1.0.1", "weight": 10}}   # canary: or null
-
+An environment with an overlay (``models/<name>/deploy/overlays/<env>/``) runs the base, i.e. the
+version ``models/<name>/model.yaml`` names, unless promotion pinned a release there: then its
+``release.json`` (``gitops.promotion.Release``) says which version, artifact and image, and its
+canary. An environment without an overlay (a later one not promoted to yet) runs nothing.
 A broken ``release.json`` is reported on its environment instead of hiding the others.
 """
 
@@ -15,107 +12,70 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from modelgen.gitops.repo import MODELS, GitopsRepo, overlays
+from modelgen.gitops.promotion import Canary, Release, overlay_dir
+from modelgen.gitops.repo import RELEASE_FILE, GitopsRepo, overlays
 from modelgen.manifest import Manifest
 
-RELEASE = "release.json"
-
 
 @dataclass(frozen=True)
-class Canary:
-    version: str
-    weight: int  # percent of the Route's traffic
-
-
-@dataclass(frozen=True)
-class Release:
+class Live:
     """What runs in one environment of one model."""
 
     environment: str
     version: str
     sha256: str
-    image: str = ""  # the promoted image's digest; "" when the environment builds the base
-    promoted_from: str = ""  # "" when the environment deploys the base
-    canary: Canary | None = None
+    release: Release | None = None  # None: the overlay deploys the base
     problem: str = ""  # why release.json could not be read ("" when it could, or there is none)
 
     @property
-    def promoted(self) -> bool:
-        return bool(self.promoted_from)
+    def promoted_from(self) -> str:
+        return self.release.promoted_from if self.release else ""
+
+    @property
+    def image(self) -> str:
+        return self.release.image if self.release else ""
+
+    @property
+    def canary(self) -> Canary | None:
+        return self.release.canary if self.release else None
 
 
-def release_path(name: str, environment: str) -> str:
-    return f"{MODELS}/{name}/deploy/overlays/{environment}/{RELEASE}"
-
-
-def live(repo: GitopsRepo, manifests: Iterable[Manifest], commit: str | None = None) -> dict[str, tuple[Release, ...]]:
+def live(repo: GitopsRepo, manifests: Iterable[Manifest], commit: str | None = None) -> dict[str, tuple[Live, ...]]:
     """Per model, what each of its environments runs at ``commit`` (default: the target branch).
 
-    Many models at once, since the catalog asks for all of them: every ``release.json`` is read
-    with one ``git cat-file``.
+    Every ``release.json`` is read with one ``git cat-file``, since the catalog asks for all models.
     """
     manifests = list(manifests)
     environments = {m.name: overlays(repo, m, commit) for m in manifests}
-    found = repo.read([release_path(name, env) for name, envs in environments.items() for env in envs], commit)
-    out: dict[str, tuple[Release, ...]] = {}
-    for m in manifests:
-        out[m.name] = tuple(
-            release_of(env, m, found.get(release_path(m.name, env)), release_path(m.name, env))
-            for env in environments[m.name]
+    paths = {(m.name, env): overlay_dir(m.name, env) + RELEASE_FILE for m in manifests for env in environments[m.name]}
+    found = repo.read(paths.values(), commit)
+    return {
+        m.name: tuple(
+            live_of(env, m, found.get(paths[m.name, env]), paths[m.name, env]) for env in environments[m.name]
         )
-    return out
+        for m in manifests
+    }
 
 
-def release_of(environment: str, base: Manifest, data: bytes | None, where: str = RELEASE) -> Release:
-    """The release ``data`` (an overlay's ``release.json``, or None) pins; without one, the base.
+def live_of(environment: str, base: Manifest, release: bytes | None, where: str = RELEASE_FILE) -> Live:
+    """What ``environment`` runs: the release ``release`` (its ``release.json``) pins, else the base.
 
     >>> from modelgen.manifest.docs import EXAMPLE
     >>> from modelgen.manifest import load_text
     >>> base = load_text(EXAMPLE, "model.yaml")
-    >>> release_of("dev", base, None).version
+    >>> live_of("dev", base, None).version
     '1.2.0'
-    >>> r = release_of("prod", base, b'{"version": "1.1.0", "sha256": "ab", "image": "sha256:cd", '
-    ...                b'"promotedFrom": "dev", "canary": {"version": "1.2.0", "weight": 10}}')
-    >>> r.version, r.promoted_from, r.canary
-    ('1.1.0', 'dev', Canary(version='1.2.0', weight=10))
+    >>> r = live_of("prod", base, b'{"version": "1.1.0", "sha256": "ab", "image": "sha256:cd", "promotedFrom": "dev",'
+    ...             b' "canary": {"version": "1.2.0", "sha256": "ef", "image": "sha256:01", "weight": 10}}')
+    >>> r.version, r.promoted_from, r.canary.version, r.canary.weight
+    ('1.1.0', 'dev', '1.2.0', 10)
     """
-    if data is None:
-        return Release(environment, base.version, base.artifact.sha256)
+    if release is None:
+        return Live(environment, base.version, base.artifact.sha256)
     try:
-        doc = json.loads(data)
-        problem = _problem(doc)
-    except ValueError as err:
-        problem = f"not JSON ({err})"
-    if problem:
-        return Release(environment, "?", "", problem=f"{where}: {problem}")
-    canary = doc.get("canary")
-    return Release(
-        environment,
-        doc["version"],
-        doc["sha256"],
-        image=doc.get("image", ""),
-        promoted_from=doc.get("promotedFrom", ""),
-        canary=Canary(canary["version"], canary["weight"]) if canary else None,
-    )
-
-
-def _problem(doc: Any) -> str:
-    """What makes ``doc`` unusable as a release, or ""."""
-    if not isinstance(doc, dict):
-        return "a JSON object expected"
-    for key in ("version", "sha256"):
-        if not isinstance(doc.get(key), str) or not doc[key]:
-            return f"{key}: a non-empty string expected"
-    for key in ("image", "promotedFrom"):
-        if not isinstance(doc.get(key, ""), str):
-            return f"{key}: a string expected"
-    canary = doc.get("canary")
-    if canary is not None:
-        weight = canary.get("weight") if isinstance(canary, dict) else None
-        if not isinstance(canary, dict) or not isinstance(canary.get("version"), str) or not canary["version"]:
-            return "canary: null or {version, weight} expected"
-        if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 100:
-            return "canary.weight: an integer from 0 to 100 expected"
-    return ""
+        pinned = Release.of(json.loads(release))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        problem = f"{where} is not a release modelgen wrote ({type(err).__name__}: {err})"
+        return Live(environment, "?", "", problem=problem)
+    return Live(environment, pinned.version, pinned.sha256, pinned)
