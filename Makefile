@@ -27,15 +27,17 @@ demo: $(STAMP)
 
 # Debian packages the tests run for real: git (GitOps remotes), rsync (gitlab-ci-local), nginx
 # (the HTTP model registry), R with plumber and the example's packages (the R template),
-# chromium (the drift report opened headless).
+# chromium (the drift report and the model catalog opened headless).
 APT_PACKAGES := git rsync nginx-light apache2-utils chromium wrk \
 	r-base-core r-cran-plumber r-cran-jsonlite r-cran-digest r-cran-caret r-cran-palmerpenguins \
 	r-cran-packrat r-cran-ranger r-cran-recipes r-cran-mlr r-cran-future r-cran-promises r-cran-callr \
 	r-cran-fastmap r-cran-glmnet r-cran-randomforest r-cran-filelock
 # 4.73.0 is the last gitlab-ci-local that runs on Node 20.
 GITLAB_CI_LOCAL := .work/npm/node_modules/.bin/gitlab-ci-local
+# Playwright's driver alone (no browser download): the catalog tests click through Debian's chromium.
+PLAYWRIGHT := .work/npm/node_modules/playwright-core/package.json
 
-system-deps: $(GITLAB_CI_LOCAL)
+system-deps: $(GITLAB_CI_LOCAL) $(PLAYWRIGHT)
 	@command -v kubectl >/dev/null || { echo "kubectl is required (kubectl kustomize)"; exit 1; }
 	@missing="$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
 	if [ -n "$$missing" ]; then \
@@ -46,6 +48,10 @@ system-deps: $(GITLAB_CI_LOCAL)
 $(GITLAB_CI_LOCAL):
 	mkdir -p .work/npm
 	npm install --silent --no-audit --no-fund --prefix .work/npm gitlab-ci-local@4.73.0
+
+$(PLAYWRIGHT):
+	mkdir -p .work/npm
+	npm install --silent --no-audit --no-fund --prefix .work/npm playwright-core@1.65.2
 
 # Everything, docstring examples included (pyproject's [tool.pytest.ini_options]); what CI runs.
 test: $(STAMP) system-deps

@@ -8,7 +8,8 @@ team runs, each as a fresh process (import time included), and prints a Markdown
 - `upgrade --all` after a template change (one line of the Deployment), with a hand edit in
   one model that must survive: one commit, one branch, one merge request;
 - the same `upgrade --all` once that branch is merged: no commit;
-- `generate --gitops --merge-request` of a new version of one model.
+- `generate --gitops --merge-request` of a new version of one model;
+- `catalog` of the repository once that update is merged (the site GitLab Pages publishes).
 
     .venv/bin/python bench/gitops.py [--models 60] [--work DIR]
     .venv/bin/python bench/gitops.py --smoke   # 3 models: every step, the same table
@@ -159,6 +160,13 @@ def main() -> None:
         diff = sh("git", "-C", remote, "diff", "--stat", "main", f"modelgen/{updated}-1.1.0")
         changed = diff.strip().splitlines()[-1]
         rows.append(("generate --gitops (one update)", seconds, changed.strip()))
+
+        # The catalog the repository's pages job publishes, the update merged: a second version of one model.
+        merge(remote, f"modelgen/{updated}-1.1.0", work / "merge")
+        site = work / "site"
+        seconds, out = timed("catalog", "--gitops", remote, "-o", site, env=upgraded_env)
+        pages = len(list(site.rglob("*.html")))
+        rows.append((f"catalog ({args.models} models)", seconds, f"{pages} pages"))
 
         print(f"\n{args.models} models, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}\n")
         print("| command | seconds | result |\n|---|---:|---|")

@@ -137,6 +137,7 @@ def test_gitops_smoke(tmp_path):
         "upgrade --all (3 models)",
         "upgrade --all again (merged)",
         "generate --gitops (one update)",
+        "catalog (3 models)",
     ], out
     for seconds, _ in rows.values():
         positive(seconds)
@@ -144,4 +145,5 @@ def test_gitops_smoke(tmp_path):
     assert rows["upgrade --all (3 models)"][1] == "1 commit, hand edit kept: True"
     assert rows["upgrade --all again (merged)"][1].startswith("0 commit: ")
     assert re.fullmatch(r"\d+ files? changed, .*", rows["generate --gitops (one update)"][1]), rows
+    assert rows["catalog (3 models)"][1] == "4 pages"  # the index and a card per model
     assert re.search(r"^Goal: upgrade --all of 3 models under 10 s: (PASS|FAIL)", out, re.M), out

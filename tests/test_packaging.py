@@ -25,11 +25,12 @@ def test_installed_wheel_renders_byte_identical_projects(tmp_path):
         timeout=300,
     )
     wheel = next((tmp_path / "dist").glob("modelgen-*.whl"))
-    # The drift report's and the manifest reference's templates are package data beside their
+    # The drift report's, the manifest reference's and the catalog's templates are package data beside their
     # modules, not one of the force-included folders.
     names = zipfile.ZipFile(wheel).namelist()
     assert "modelgen/monitoring/templates/report.html.j2" in names
     assert "modelgen/manifest/templates/manifest.md.j2" in names and "modelgen/manifest/templates/example.yaml" in names
+    assert "modelgen/catalog/templates/model.html.j2" in names and "modelgen/catalog/static/catalog.js" in names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
     # pip byte-compiles the packaged templates on install; those caches must not leak into output.

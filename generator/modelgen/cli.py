@@ -128,6 +128,26 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _catalog(args: argparse.Namespace) -> int:
+    from modelgen.catalog.facts import collect
+    from modelgen.catalog.site import site
+    from modelgen.gitops.repo import GitopsRepo
+    from modelgen.render.output import write_project
+
+    reports = Path(args.reports) if args.reports else None
+    if reports is not None and not reports.is_dir():
+        raise ModelgenError(f"--reports {args.reports}: no such folder")
+    catalog = collect(GitopsRepo.open(args.gitops), reports)
+    changed = write_project(site(catalog), Path(args.output))
+    print(
+        f"{args.output}: catalog of {len(catalog.models)} models, {catalog.target} at {catalog.commit[:12]}"
+        f" ({'written' if changed else 'unchanged'})"
+    )
+    for name, why in catalog.skipped:
+        print(f"not shown: {name}: {why}", file=sys.stderr)
+    return 0
+
+
 def _remove(args: argparse.Namespace) -> int:
     from modelgen.gitops.repo import GitopsRepo, remove_model
 
@@ -447,6 +467,17 @@ def parser() -> argparse.ArgumentParser:
     )
     _gitops_options(ls)
     ls.set_defaults(run=_list)
+
+    cg = sub.add_parser("catalog", help="render the GitOps repository's models as a static site (index, model cards)")
+    _gitops_options(cg)
+    cg.add_argument("-o", "--output", metavar="DIR", required=True, help="folder for the site (replaced as a whole)")
+    cg.add_argument(
+        "--reports",
+        metavar="DIR",
+        help="drift reports to show, laid out DIR/<model>/<environment>/drift-report.json (and .html), "
+        "as `modelgen monitor NAME --out DIR/NAME/ENV` writes them",
+    )
+    cg.set_defaults(run=_catalog)
 
     rm = sub.add_parser("remove", help="a merge request deleting a model (Argo CD prunes it)")
     rm.add_argument("name")

@@ -58,6 +58,23 @@ class Published:
         return self.commit is not None
 
 
+@dataclass(frozen=True)
+class Logged:
+    """One commit of the target branch's history (``GitopsRepo.history``)."""
+
+    commit: str
+    parents: tuple[str, ...]
+    date: str  # the committer's, YYYY-MM-DD: when it reached the branch
+    author: str
+    subject: str
+    body: str
+    changed: dict[str, Entry | None]  # path -> its blob after the commit, None when deleted
+
+    @property
+    def merge(self) -> bool:
+        return len(self.parents) > 1
+
+
 def blob_sha(data: bytes) -> str:
     """The id git gives ``data`` as a blob, computed without asking git."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
@@ -214,6 +231,36 @@ class GitopsRepo:
                 if len(parts) > 2:
                     out.setdefault(parts[1], header)
         return out
+
+    def history(self, prefix: str = MODELS) -> list[Logged]:
+        """The target branch's commits that changed ``prefix``, newest first, with the files each
+        changed: one walk of the history.
+
+        Only the first-parent line: a merged merge request is its merge commit (compared with the
+        branch it was merged into), not the branch's own commits, as GitLab shows the branch.
+        """
+        if self.head is None:
+            return []
+        out = self.git.text(
+            *("log", "--first-parent", "--no-renames", "--raw", "--no-abbrev"),
+            "--format=%x00%H%x1f%P%x1f%cs%x1f%an%x1f%s%x1f%b%x1f",
+            self.head,
+            "--",
+            prefix.rstrip("/") + "/",
+        )
+        found = []
+        for record in out.split("\0")[1:]:
+            header, _, raw = record.rpartition("\x1f")
+            commit, parents, date, author, subject, body = header.split("\x1f", 5)
+            changed: dict[str, Entry | None] = {}
+            for line in raw.splitlines():
+                # ":<old mode> <new mode> <old blob> <new blob> <status>\t<path>"; a deleted file's mode is 000000.
+                if line.startswith(":") and "\t" in line:
+                    meta, path = line[1:].split("\t", 1)
+                    _, mode, _, sha, _ = meta.split()
+                    changed[path] = None if set(mode) == {"0"} else Entry(mode, sha)
+            found.append(Logged(commit, tuple(parents.split()), date, author, subject, body.strip(), changed))
+        return found
 
     def publish(
         self,
@@ -477,15 +524,20 @@ def _listed(repo: GitopsRepo, name: str, commit: str, last_commit: str, branch: 
         return Listed(name, "?", "?", "?", (), "?", last_commit, branch)
     if m is None:  # removed on this branch
         return Listed(name, "", "", "", (), "", last_commit, branch)
-    overlays = f"{MODELS}/{name}/deploy/overlays/"
-    entries = repo.entries(commit, overlays)
-    environments = sorted({p[len(overlays) :].split("/")[0] for p in entries})
-    # Argo CD's order is the manifest's: list the overlays in it, any other (a hand-made one) after.
-    order = [e.name for e in m.environments]
-    environments.sort(key=lambda e: (order.index(e) if e in order else len(order), e))
-    releases = repo.read([p for p in entries if p.endswith(f"/{RELEASE_FILE}")], commit)
-    shown = tuple(_running(env, m.version, releases.get(f"{overlays}{env}/{RELEASE_FILE}")) for env in environments)
+    environments = overlays(repo, m, commit)
+    prefix = f"{MODELS}/{name}/deploy/overlays/"
+    releases = repo.read([f"{prefix}{env}/{RELEASE_FILE}" for env in environments], commit)
+    shown = tuple(_running(env, m.version, releases.get(f"{prefix}{env}/{RELEASE_FILE}")) for env in environments)
     return Listed(m.name, m.version, m.owner, m.runtime, shown, m.artifact.sha256, last_commit, branch)
+
+
+def overlays(repo: GitopsRepo, manifest: Manifest, commit: str | None = None) -> tuple[str, ...]:
+    """The environments ``models/<name>/deploy/overlays/`` holds at ``commit`` (Argo CD makes an
+    Application of each), in the manifest's order and any other (a hand-made one) after."""
+    prefix = f"{MODELS}/{manifest.name}/deploy/overlays/"
+    found = {p[len(prefix) :].split("/")[0] for p in repo.entries(commit, prefix)}
+    order = [e.name for e in manifest.environments]
+    return tuple(sorted(found, key=lambda e: (order.index(e) if e in order else len(order), e)))
 
 
 def _running(env: str, version: str, release: bytes | None) -> str:
