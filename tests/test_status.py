@@ -32,12 +32,12 @@ from gitops_support import Remote, cli
 from kube_api import KubeApi, kube_api
 from support import free_port, schema_folder
 
-from modelgen.cli import EXIT_DEGRADED, EXIT_DRIFT, EXIT_FAILED
+from modelgen.cli import EXIT_DEGRADED, EXIT_FAILED
 from modelgen.cluster import client
 from modelgen.cluster.client import image_digest
 from modelgen.gitops.scaffold import GitopsSettings, scaffold
 from modelgen.manifest import load
-from modelgen.monitoring.drift import profile
+from modelgen.monitoring.drift import EXIT_DRIFT, profile
 from modelgen.monitoring.reference import profile_columns
 from modelgen.render.output import write_project
 from modelgen.render.templates import render

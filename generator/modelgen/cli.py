@@ -12,13 +12,13 @@ from pathlib import Path
 
 from modelgen import __version__
 from modelgen.errors import ManifestError, ModelgenError, os_problem
+from modelgen.monitoring.drift import EXIT_DRIFT  # monitor --fail-on-drift; status: the last drift job's
 
 log = logging.getLogger("modelgen")
 
 EXIT_INVALID = 1  # the manifest is wrong: the user's to fix
 EXIT_FAILED = 2  # something else went wrong (rendering, disk, git)
 EXIT_CONFLICTS = 3  # an upgrade left conflicts to resolve on its branch
-EXIT_DRIFT = 4  # monitor --fail-on-drift found drift; status: the last drift job found drift
 EXIT_DEGRADED = 5  # status: something is not as it should be (Argo CD, replicas, a failed drift job)
 GITOPS_VARIABLE = "MODELGEN_GITOPS"  # the default for --gitops
 REGISTRY_VARIABLE = "MODELGEN_REGISTRY"  # the default for --registry

@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from modelgen.cli import EXIT_DRIFT
 from modelgen.cluster.client import api_client, request
 from modelgen.errors import NotDeployed
 from modelgen.gitops.repo import GitopsRepo, overlay_environments
 from modelgen.gitops.scaffold import GitopsSettings
+from modelgen.monitoring.drift import EXIT_DRIFT
 
 APPLICATIONS = ("argoproj.io", "v1alpha1", "applications")
 ROUTES = ("route.openshift.io", "v1", "routes")

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelgen import __version__
 from modelgen.credentials import WHERE_GIT_CREDENTIALS_GO, Transport
@@ -30,6 +31,9 @@ from modelgen.gitops.scaffold import CONFIG_FILE, GitopsSettings, parse_settings
 from modelgen.manifest import Manifest, load_text
 from modelgen.render.pipeline import project_files
 from modelgen.render.templates import RECORD, Files, template_files, template_version
+
+if TYPE_CHECKING:
+    from modelgen.gitops.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -524,33 +528,27 @@ def _listed(repo: GitopsRepo, name: str, commit: str, last_commit: str, branch: 
         return Listed(name, "?", "?", "?", (), "?", last_commit, branch)
     if m is None:  # removed on this branch
         return Listed(name, "", "", "", (), "", last_commit, branch)
-    environments = overlays(repo, m, commit)
-    prefix = f"{MODELS}/{name}/deploy/overlays/"
-    releases = repo.read([f"{prefix}{env}/{RELEASE_FILE}" for env in environments], commit)
-    shown = tuple(_running(env, m.version, releases.get(f"{prefix}{env}/{RELEASE_FILE}")) for env in environments)
+    from modelgen.gitops.live import live  # it reads releases as gitops.promotion writes them
+
+    shown = tuple(_running(run, m.version) for run in live(repo, [m], commit)[m.name])
     return Listed(m.name, m.version, m.owner, m.runtime, shown, m.artifact.sha256, last_commit, branch)
 
 
 def overlays(repo: GitopsRepo, manifest: Manifest, commit: str | None = None) -> tuple[str, ...]:
     """The environments ``models/<name>/deploy/overlays/`` holds at ``commit`` (Argo CD makes an
     Application of each), in the manifest's order and any other (a hand-made one) after."""
-    prefix = f"{MODELS}/{manifest.name}/deploy/overlays/"
-    found = {p[len(prefix) :].split("/")[0] for p in repo.entries(commit, prefix)}
+    found = overlay_environments(repo, manifest.name, commit)
     order = [e.name for e in manifest.environments]
     return tuple(sorted(found, key=lambda e: (order.index(e) if e in order else len(order), e)))
 
 
-def _running(env: str, version: str, release: bytes | None) -> str:
-    """``env``, with the version it runs when promotion pinned another one, and its canary: prod:1.0.0+1.0.1@10%."""
-    if release is None:
-        return env
-    try:
-        doc = json.loads(release)
-        shown = env if doc["version"] == version else f"{env}:{doc['version']}"
-        canary = doc.get("canary")
-        return shown + (f"+{canary['version']}@{canary['weight']}%" if canary else "")
-    except (ValueError, KeyError, TypeError):
-        return f"{env}:?"
+def _running(run: Live, version: str) -> str:
+    """An environment, with the version it runs when promotion pinned another one, and its canary:
+    ``prod:1.0.0+1.0.1@10%`` (``run`` is a ``gitops.live.Live``)."""
+    if run.problem:
+        return f"{run.environment}:?"
+    shown = run.environment if run.version == version else f"{run.environment}:{run.version}"
+    return shown + (f"+{run.canary.version}@{run.canary.weight}%" if run.canary else "")
 
 
 def overlay_environments(repo: GitopsRepo, name: str, commit: str | None = None) -> set[str]:

@@ -18,6 +18,10 @@ from typing import Any
 
 from modelgen.render.contract import bin_labels
 
+# `modelgen monitor --fail-on-drift` exits with this when something drifted; the drift CronJob's
+# podFailurePolicy and `modelgen status` read a failed drift Job by it.
+EXIT_DRIFT = 4
+
 PROFILE_VERSION = 1
 BINS = 10
 SAMPLE = 1000  # reference values kept per numeric column for the KS test...
