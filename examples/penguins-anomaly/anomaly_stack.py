@@ -84,8 +84,7 @@ def onnx_converters() -> None:
         dtype = guess_numpy_type(X.type)
         # Each detector's graph answers (label, score); the score is its decision_function.
         scores = [
-            OnnxSubEstimator(detector, X, op_version=opset)[1]
-            for detector in (step.ocsvm_, step.iforest_, step.lof_)
+            OnnxSubEstimator(detector, X, op_version=opset)[1] for detector in (step.ocsvm_, step.iforest_, step.lof_)
         ]
         stacked = OnnxConcat(*scores, axis=1, op_version=opset)
         clipped = OnnxMin(stacked, step.median_.astype(dtype).reshape(1, -1), op_version=opset, output_names=[out])

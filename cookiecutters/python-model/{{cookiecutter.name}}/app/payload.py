@@ -377,6 +377,19 @@ class InputSchema:
         position = {name: j for j, name in enumerate(header)}
         return self._dataframe({c.name: c.from_csv([row[position[c.name]] for row in rows]) for c in self.columns})
 
+    # ---- columns already split (the batch job's readers: CSV cells as text, Parquet values as JSON's)
+
+    def from_columns(self, values: dict[str, list[Any]], *, cells: bool) -> Table:
+        """Rows given column by column: CSV ``cells`` (strings, the contract's null token) or
+        JSON-typed values; each column is checked as a request's would be."""
+        return self._dataframe({c.name: (c.from_csv if cells else c.from_json)(values[c.name]) for c in self.columns})
+
+    def check_header(self, header: list[str], extra: frozenset[str] = frozenset()) -> list[str]:
+        """The header with padded names matched as from_csv matches them; ``extra`` columns may be there too."""
+        header = [h if h in self._nameset or h in extra else h.strip() for h in header]
+        self._check_header([h for h in header if h not in extra or h in self._nameset])
+        return header
+
     # ---- shared
 
     def _frame(self, values: dict[str, list[Any]], columns: list[Column]) -> Table:
