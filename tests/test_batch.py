@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from support import Service, fetch_artifact
+from support import Service, fetch_artifact, penguin_rows
 
 pytestmark = pytest.mark.slow
 
@@ -33,21 +33,6 @@ PEAK_RSS_MB = 400
 # settling): memory does not grow with the file.
 GROWTH_MB = 40
 BAD_ROW = 150_123  # in the middle of the smaller files below
-NULLABLE_MISSING = 0.03
-
-
-def penguin_rows(reference: Path, n: int, seed: int = 0) -> pd.DataFrame:
-    """``n`` rows drawn with replacement from the reference rows, as text; 3% of each nullable column's cells empty."""
-    ref = pd.read_csv(reference, dtype=str, keep_default_na=False)
-    rng = np.random.default_rng(seed)
-    picked = rng.integers(0, len(ref), n)
-    columns = {}
-    for name in ref.columns:
-        values = ref[name].to_numpy(dtype=object)[picked]
-        if name not in ("island", "year"):  # the penguins manifest's two columns that are not nullable
-            values[rng.random(n) < NULLABLE_MISSING] = ""
-        columns[name] = values
-    return pd.DataFrame(columns)
 
 
 def batch(python: Path, project: Path, model: Path, *args: str | Path, timeout: int = 600) -> tuple[int, str, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_batch import penguin_rows
+from support import penguin_rows
 from test_r_service import R_ENV, r_manifest, r_model_path, r_project, r_service, rscript  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow

@@ -109,3 +109,7 @@ def os_problem(err: OSError) -> str:
     elif isinstance(err, FileNotFoundError) and paths and not Path(paths[0]).parent.exists():
         reason = f"its folder {Path(paths[0]).parent} does not exist"
     return f"{' → '.join(paths)}: {reason}" if paths else reason
+
+
+class BatchError(ModelgenError):
+    """A batch run cannot be made or started (no such model, no Spark job for R, the cluster refused it)."""

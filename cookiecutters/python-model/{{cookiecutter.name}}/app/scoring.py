@@ -94,6 +94,9 @@ class ChunkScorer:
         if chunk.kind in ("cells", "values"):
             batch = chunk.data
             names = schema.check_header(batch.schema.names, keep)
+            missing = [k for k in self.keep if k not in names]
+            if missing:
+                raise BadRequest(f"no column {missing[0]!r} to keep (--keep)", column=missing[0])
             batch = pa.RecordBatch.from_arrays(batch.columns, names=names)
             cells = chunk.kind == "cells"
 
