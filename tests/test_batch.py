@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from support import Service, fetch_artifact, penguin_rows
 
+from modelgen.cli import main
+
 pytestmark = pytest.mark.slow
 
 ROWS = 2_000_000
@@ -208,3 +210,15 @@ def test_a_missing_column_stops_either_mode_before_anything_is_written(
         code, said, _ = batch(penguins_python, penguins_project, model, rows, tmp_path / "out.csv", "--on-error", mode)
         assert code == 2 and "missing column 'bill_depth_mm'" in said, said
         assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_modelgen_batch_runs_the_project_s_batch_job_here(penguins_project, files, tmp_path):
+    # `--engine local` (the default): the project's own entry point in a private copy, the artifact
+    # fetched from the registry and checked by modelgen, in this Python.
+    out = tmp_path / "scores.parquet"
+    args = ["batch", str(penguins_project), "--input", str(files / "bad.csv"), "--output", str(out)]
+    assert main([*args, "--on-error", "skip", "--keep", "island"]) == 0
+    assert pq.read_metadata(out).num_rows == 300_000 - 1
+    assert pq.read_schema(out).names[:2] == ["island", "label"]
+    (rejected,) = (tmp_path / "scores.rejected.jsonl").read_text().splitlines()
+    assert json.loads(rejected)["row"] == BAD_ROW

@@ -21,9 +21,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from gitops_support import cli
+from gitops_support import Remote, cli
 from support import BIN, schema_folder
-from test_deploy_manifests import MANIFEST, R_MANIFEST, SAMPLE, _generate
+from test_deploy_manifests import MANIFEST, MINIMAL_MANIFEST, R_MANIFEST, SAMPLE, _generate
 
 ARGS = ["--input", "s3://warehouse/customers.parquet", "--output", "s3://scores/churn.parquet", "--on-error", "skip"]
 
@@ -200,3 +200,17 @@ def test_the_job_and_the_spark_application_are_created_as_printed(capsys, projec
     # The same run again: the API server refuses it, and modelgen says so in one line.
     code, _, err = cli(capsys, "batch", str(project), *ARGS, "--engine", "job", "--env", "prod")
     assert code == 2 and "HTTP 409" in err and "already exists" in err and "Traceback" not in err
+
+
+def test_a_model_of_the_gitops_repository_gives_the_job_its_project_folder_gives(capsys, gitops_cache, tmp_path):
+    project = _generate(MINIMAL_MANIFEST, SAMPLE, tmp_path)
+    remote = Remote.create(tmp_path / "gitops.git")
+    assert cli(capsys, "init-gitops", remote.path)[0] == 0
+    code, _, err = cli(capsys, "generate", tmp_path / "src" / "model.yaml", "--gitops", remote.path)
+    assert code == 0, err
+    code, _, err = cli(capsys, "batch", "churn-risk", *ARGS, "--engine", "job", "--dry-run", "--gitops", remote.path)
+    assert code == 2 and "no model 'churn-risk'" in err  # only what is merged is scored
+    remote.merge("modelgen/churn-risk-0.1.0", tmp_path / "work")
+    code, out, err = cli(capsys, "batch", "churn-risk", *ARGS, "--engine", "job", "--dry-run", "--gitops", remote.path)
+    assert code == 0, err
+    assert yaml.safe_load(out) == printed(capsys, project, "job")

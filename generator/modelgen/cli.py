@@ -275,15 +275,12 @@ def _batch(args: argparse.Namespace) -> int:
     import yaml
 
     from modelgen.batch.objects import batch_job, spark_application
-    from modelgen.batch.run import create, model_project, run_here
+    from modelgen.batch.run import batch_arguments, create, model_project, run_here
 
-    arguments = [args.input, args.output, "--on-error", args.on_error]
-    for column in args.keep:
-        arguments += ["--keep", column]
-    if args.rejected:
-        arguments += ["--rejected", args.rejected]
+    here = args.engine == "local" or bool(args.master)
+    arguments = batch_arguments(args.input, args.output, args.on_error, args.keep, args.rejected, here=here)
     with model_project(args.name, args.gitops) as (files, manifest):
-        if args.engine == "local" or args.master:
+        if here:
             if args.dry_run:
                 raise ModelgenError("--dry-run prints a cluster object: use it with --engine job or spark")
             if args.engine != "spark":

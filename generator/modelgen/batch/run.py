@@ -71,22 +71,29 @@ def run_here(files: Files, manifest: Manifest, arguments: Sequence[str], *, spar
         environment.update(PYTHONPATH=str(root), MODELGEN_ENGINE="native")
         environment.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers: this Python's libraries
         try:
-            return subprocess.run(
-                [*command, *(_absolute(a) for a in arguments)], cwd=root, env=environment, check=False
-            ).returncode
+            return subprocess.run([*command, *arguments], cwd=root, env=environment, check=False).returncode
         except OSError as err:
             raise BatchError(f"cannot run {command[0]}: {err}") from err
 
 
-def _absolute(argument: str) -> str:
-    """A local path given relative to where modelgen runs, as the project's copy must see it."""
-    if argument.startswith("-") or "://" in argument or os.path.isabs(argument):
-        return argument
-    return (
-        os.path.abspath(argument)
-        if os.path.exists(argument) or os.path.isdir(os.path.dirname(argument) or ".")
-        else argument
-    )
+def batch_arguments(
+    source: str, target: str, on_error: str, keep: Sequence[str], rejected: str | None, *, here: bool
+) -> list[str]:
+    """The batch job's command line; ``here``: local paths made absolute, as the project's copy must see them.
+
+    >>> batch_arguments("in.csv", "s3://b/out.parquet", "skip", ["id"], None, here=False)
+    ['in.csv', 's3://b/out.parquet', '--on-error', 'skip', '--keep', 'id']
+    """
+
+    def path(value: str) -> str:
+        return value if not here or "://" in value else os.path.abspath(value)
+
+    arguments = [path(source), path(target), "--on-error", on_error]
+    for column in keep:
+        arguments += ["--keep", column]
+    if rejected:
+        arguments += ["--rejected", path(rejected)]
+    return arguments
 
 
 def create(obj: dict[str, Any], namespace: str) -> str:
