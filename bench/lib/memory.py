@@ -18,6 +18,7 @@ SAMPLE_SECONDS = 0.2
 class Measured:
     seconds: float
     peak_mb: float  # the largest sum, over one sample, of the PSS of every process of the run
+    stdout: str
     stderr: str
 
 
@@ -26,7 +27,7 @@ def measured(cmd: list[str | Path], *, cwd: Path, env: dict[str, str], timeout: 
     counted once, split between the processes sharing them) until it ends."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
     )  # fmt: skip
     peak = [0.0]
@@ -39,7 +40,7 @@ def measured(cmd: list[str | Path], *, cwd: Path, env: dict[str, str], timeout: 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        _, stderr = proc.communicate(timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as err:
         os.killpg(proc.pid, 9)
         proc.communicate()
@@ -51,7 +52,7 @@ def measured(cmd: list[str | Path], *, cwd: Path, env: dict[str, str], timeout: 
     if proc.returncode != 0:
         tail = "\n".join(stderr.strip().splitlines()[-25:])
         raise BenchError(f"{what}: exit {proc.returncode}\n{tail}")
-    return Measured(seconds, peak[0], stderr)
+    return Measured(seconds, peak[0], stdout, stderr)
 
 
 def _session_pss_mb(session: int) -> float:

@@ -73,11 +73,10 @@ def batch_job(
         "securityContext": serving["securityContext"],
         "volumeMounts": [m for m in serving["volumeMounts"] if m["name"] in ("model", "tmp")],
     }
-    pod.update(
-        containers=[scorer],
-        restartPolicy="Never",
-        volumes=[v for v in pod["volumes"] if v["name"] in ("model", "tmp")],
-    )
+    # The volumes its containers mount (the model, /tmp, the init container's download cache):
+    # not the service's input log.
+    mounted = {m["name"] for c in [*pod.get("initContainers", []), scorer] for m in c.get("volumeMounts", [])}
+    pod.update(containers=[scorer], restartPolicy="Never", volumes=[v for v in pod["volumes"] if v["name"] in mounted])
     pod.pop("terminationGracePeriodSeconds", None)
     labels = {
         "app.kubernetes.io/name": manifest.name,

@@ -22,12 +22,14 @@ Run here with ``python -m app.spark_job IN OUT --master 'local[2]'`` (pyspark in
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import importlib
 import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     for setting in args.conf:
         key, _, value = setting.partition("=")
         builder = builder.config(key, value)
+    started = time.monotonic()
     spark = builder.getOrCreate()
+    session = time.monotonic() - started
     try:
         score(spark, args, fmt, contract)
+        took = time.monotonic() - started - session
+        print(f"app.spark_job: scored {args.input} in {took:.1f} s (the Spark session took {session:.1f} s to start)")
     except Exception as err:  # noqa: BLE001 - a refused row fails the Spark job: say which, in one line
         found = re.search(r"ValueError: (.+)", str(err))
         if found is None:
@@ -95,28 +101,45 @@ def main(argv: list[str] | None = None) -> int:
 def score(spark: Any, args: argparse.Namespace, fmt: str, contract: dict[str, Any]) -> None:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import LongType, StringType, StructField
 
-    frame = read(spark, args.input, fmt).withColumn(ROW_ID, F.monotonically_increasing_id())
-    missing = [name for name in args.keep if name not in frame.columns]
+    frame, header = read(spark, args.input, fmt)
+    frame = frame.withColumn(ROW_ID, F.monotonically_increasing_id())
+    if fmt == "parquet":
+        columns = {f.name: f for f in frame.schema.fields}
+    else:  # CSV cells are text; JSON lines' values are kept as their text
+        columns = {name: StructField(name, StringType()) for name in header or args.keep}
+    missing = [name for name in args.keep if name not in columns]
     if missing:
         print(f"{args.input}: no column {missing[0]!r} to keep (--keep)", file=sys.stderr)
         raise SystemExit(2)
-    kept = [frame.schema[name] for name in (ROW_ID, *args.keep)]
+    kept = [StructField(ROW_ID, LongType(), False), *(columns[name] for name in args.keep)]
     schema = output_schema(contract, kept)
-    cells = fmt == "csv"
-    keep, on_error = (ROW_ID, *args.keep), args.on_error
 
-    from pyspark.sql.pandas.types import to_arrow_schema
+    from app.scoring import trace
+    from app.settings import from_env
 
+    settings = from_env()
+    traced = trace(contract, settings.onnx_sha256 if settings.engine == "onnx" else settings.model_sha256)
     # By reference to the module, not by value from __main__ (which this file is when submitted):
     # a function pickled by value brings fresh globals into every task, and the model with them.
     job = importlib.import_module("app.spark_job")
     scored_batches = functools.partial(
-        job.score_batches, keep=keep, on_error=on_error, cells=cells, schema=to_arrow_schema(schema)
+        job.score_batches,
+        keep=(ROW_ID, *args.keep),
+        on_error=args.on_error,
+        fmt=fmt,
+        header=header,
+        schema=to_arrow_schema(schema),
+        traced=traced,
     )
-    scored = frame.mapInArrow(scored_batches, schema)
-    outputs = [n for n in schema.fieldNames() if n not in REJECTED_FIELDS]
-    if on_error == "fail":
+    # The trace columns are constants: Spark adds them, rather than each row carrying them back from Python.
+    scored = frame.mapInArrow(scored_batches, schema).select(
+        *schema.fieldNames(), *(F.lit(value).alias(name) for name, value in traced.items())
+    )
+    outputs = [n for n in scored.columns if n not in REJECTED_FIELDS]
+    if args.on_error == "fail":
         scored.select(outputs).write.mode(args.mode).parquet(args.output)
         return
     # Scored once, written twice: the predictions and the rejected rows each to their own output.
@@ -132,20 +155,48 @@ def score(spark: Any, args: argparse.Namespace, fmt: str, contract: dict[str, An
     scored.unpersist()
 
 
-def read(spark: Any, path: str, fmt: str) -> Any:
+def read(spark: Any, path: str, fmt: str) -> tuple[Any, list[str] | None]:
+    """The rows as the Python workers take them, and a CSV's header.
+
+    CSV and JSON lines are read as lines of text, and parsed in the Python workers as
+    ``app.batch`` parses them (pyarrow's CSV reader, every cell as text; the service's JSON
+    checks): the JVM does not split cells it would only hand over as text, which is most of its
+    work. A quoted CSV cell with a line break in it is refused (a line is a row here).
+    """
     if fmt == "parquet":
-        return spark.read.parquet(path)
+        return spark.read.parquet(path), None
+    from pyspark.sql import functions as F
+
+    lines = spark.read.text(path).where(F.trim("value") != "")
     if fmt == "jsonl":
-        # Each line's text, parsed by the service's own JSON checks, not by Spark's schema inference.
-        return spark.read.text(path).withColumnRenamed("value", "_line").where("trim(_line) != ''")
-    header = spark.read.option("header", True).csv(path).columns
-    # Every cell as text, an empty one as the contract's null token, a line of another width fails the job.
-    reader = spark.read.schema(", ".join(f"`{n}` string" for n in header)).option("header", True)
-    return reader.option("mode", "FAILFAST").option("emptyValue", "").csv(path)
+        return lines.withColumnRenamed("value", "_line"), None
+    first = _first_line(spark, sorted(lines.inputFiles())[0]) if lines.inputFiles() else None
+    if not first:
+        raise SystemExit(f"{path}: empty file: a CSV needs a header row")
+    header = next(csv.reader([first.removeprefix("\ufeff")]))
+    # Each file's header line is the first file's: none of them is a row.
+    return lines.where(F.col("value") != first).withColumnRenamed("value", "_csv"), header
+
+
+def _first_line(spark: Any, path: str) -> str | None:
+    """A file's first line, read by the driver through Hadoop's file systems (s3a://, hdfs://...):
+    no Spark job (a second JVM warm-up) for one line."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop = jvm.org.apache.hadoop
+    location = hadoop.fs.Path(path)
+    stream = location.getFileSystem(conf).open(location)
+    codec = hadoop.io.compress.CompressionCodecFactory(conf).getCodec(location)
+    if codec is not None:
+        stream = codec.createInputStream(stream)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+    try:
+        return reader.readLine()
+    finally:
+        reader.close()
 
 
 def output_schema(contract: dict[str, Any], kept: list[Any]) -> Any:
-    """The row id and kept columns, the service's output columns, the trace and the rejection fields."""
+    """What the Python workers answer: row id and kept columns, the service's output columns, rejection fields."""
     from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
     output = contract["output"]
@@ -158,15 +209,14 @@ def output_schema(contract: dict[str, Any], kept: list[Any]) -> Any:
         "cluster": [("cluster", LongType())],
         "score": [("outlier", BooleanType()), ("score", DoubleType())],
     }[output["type"]]
-    from app.scoring import TRACE_COLUMNS
-
     fields = [*kept, *(StructField(n, t) for n, t in predictions)]
-    fields += [StructField(n, StringType()) for n in (*TRACE_COLUMNS, *REJECTED_FIELDS)]
+    fields += [StructField(n, StringType()) for n in REJECTED_FIELDS]
     return StructType(fields)
 
 
-def worker_scorer(keep: tuple[str, ...], on_error: str) -> Any:
-    """This Python worker's scorer: the artifact checked and loaded on its first batch, then kept."""
+def worker_scorer(keep: tuple[str, ...], on_error: str, traced: dict[str, str]) -> Any:
+    """This Python worker's scorer: the artifact checked and loaded on its first batch, then kept.
+    It must be the model the driver writes into the trace columns."""
     global _SCORER
     if _SCORER is None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -182,7 +232,9 @@ def worker_scorer(keep: tuple[str, ...], on_error: str) -> Any:
         model = load_engine(settings)
         schema = InputSchema(contract["columns"], contract["values"], frames=not getattr(model, "takes_columns", False))
         sha256 = settings.onnx_sha256 if settings.engine == "onnx" else settings.model_sha256
-        _SCORER = ChunkScorer(schema, predictor_for(model, contract["output"]), trace(contract, sha256), keep, on_error)
+        if trace(contract, sha256) != traced:
+            raise RuntimeError(f"this executor's model is {trace(contract, sha256)}, the driver's {traced}")
+        _SCORER = ChunkScorer(schema, predictor_for(model, contract["output"]), {}, keep, on_error)
         # One line per load: the job's log shows each Python worker loading the model once.
         print(
             f"app.spark_job: loaded {contract['name']} {contract['version']} in Python worker {os.getpid()}",
@@ -193,26 +245,29 @@ def worker_scorer(keep: tuple[str, ...], on_error: str) -> Any:
 
 
 def score_batches(
-    batches: Iterator[Any], *, keep: tuple[str, ...], on_error: str, cells: bool, schema: Any
+    batches: Iterator[Any],
+    *,
+    keep: tuple[str, ...],
+    on_error: str,
+    fmt: str,
+    header: list[str] | None,
+    schema: Any,
+    traced: dict[str, str],
 ) -> Iterator[Any]:
     """mapInArrow's function: each Arrow batch checked and scored; rejected rows flagged, or the job failed."""
     import pyarrow as pa
 
     from app.rowfiles import Chunk
 
-    scorer = worker_scorer(keep, on_error)
+    scorer = worker_scorer(keep, on_error, traced)
     for batch in batches:
-        if "_line" in batch.schema.names:  # JSON lines: the texts, as the batch job reads them
+        if fmt == "jsonl":  # the texts, as the batch job reads them
             chunk = Chunk(0, "lines", [v.encode("utf-8") for v in batch.column("_line").to_pylist()])
-            ids = batch.column(ROW_ID).to_pylist()
-            chunk = _with_row_ids(chunk, ids)
+            chunk = _with_row_ids(chunk, batch.column(ROW_ID).to_pylist())
+        elif fmt == "csv":
+            chunk = Chunk(0, "cells", _csv_cells(batch, header))
         else:
-            if cells:  # Spark reads an empty CSV cell as null; the service's CSV reads it as its null token
-                batch = pa.RecordBatch.from_arrays(
-                    [c.fill_null("") if pa.types.is_string(c.type) else c for c in batch.columns],
-                    names=batch.schema.names,
-                )
-            chunk = Chunk(0, "cells" if cells else "values", batch)
+            chunk = Chunk(0, "values", batch)
         scored = scorer.score(chunk)
         if scored.failure is not None:
             raise ValueError(_located(scored.failure, chunk))
@@ -224,6 +279,32 @@ def score_batches(
         for part in parts:  # scored rows and rejected ones, each with the other's columns null
             columns = {n: part.column(n) if n in part.column_names else pa.nulls(part.num_rows) for n in schema.names}
             yield from pa.table(columns).cast(schema).to_batches()
+
+
+def _csv_cells(batch: Any, header: list[str]) -> Any:
+    """A batch of CSV lines as a RecordBatch of cells (text), with their row ids."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    lines = batch.column("_csv").to_pylist()
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO("\n".join(lines).encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=header, use_threads=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as err:
+        raise ValueError(f"not valid CSV: {err}") from None
+    if table.num_rows != len(lines):
+        raise ValueError("a quoted CSV cell holds a line break: the Spark job reads a row a line; give it Parquet")
+    columns = [c.combine_chunks() for c in table.columns]
+    return pa.RecordBatch.from_arrays([*columns, batch.column(ROW_ID)], names=[*header, ROW_ID])
 
 
 def _with_row_ids(chunk: Any, ids: list[int]) -> Any:
