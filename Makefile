@@ -31,7 +31,7 @@ demo: $(STAMP)
 APT_PACKAGES := git rsync nginx-light apache2-utils chromium wrk openjdk-17-jre-headless \
 	r-base-core r-cran-plumber r-cran-jsonlite r-cran-digest r-cran-caret r-cran-palmerpenguins \
 	r-cran-packrat r-cran-ranger r-cran-recipes r-cran-mlr r-cran-future r-cran-promises r-cran-callr \
-	r-cran-fastmap r-cran-glmnet r-cran-randomforest
+	r-cran-fastmap r-cran-glmnet r-cran-randomforest r-cran-filelock
 # 4.73.0 is the last gitlab-ci-local that runs on Node 20.
 GITLAB_CI_LOCAL := .work/npm/node_modules/.bin/gitlab-ci-local
 

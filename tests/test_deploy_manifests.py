@@ -65,6 +65,7 @@ spec:
     autoscaling: {{min: 3, max: 12, cpu: 60}}
     resources: {{cpu: "2", memory: 3Gi}}
     route: {{host: {NAME}.apps.example.com}}
+    modelCache: {{claim: model-cache, maxAgeDays: 14}}
   environments:
     - name: dev
       replicas: 1
@@ -405,7 +406,13 @@ def test_init_container_fetches_and_verifies_the_artifact(rendered, runtime):
     assert env["MODEL_PATH"] == f"/model/model.{extension}"
     for var, key in (("REGISTRY_USERNAME", "username"), ("REGISTRY_PASSWORD", "password")):
         assert env[var] == {"secretKeyRef": {"name": "nexus-models", "key": key, "optional": True}}
-    assert {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]} == {"/model": False, "/tmp": False}
+    mounts = {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    # Through the shared cache: a ReadWriteMany claim, mounted by the init container only.
+    assert (env["MODEL_CACHE_DIR"], env["MODEL_CACHE_MAX_AGE_DAYS"]) == ("/cache", "14")
+    assert mounts == {"/model": False, "/tmp": False, "/cache": False}
+    assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": "model-cache"}
+    assert "/cache" not in {m["mountPath"] for m in containers(deployment)["model"]["volumeMounts"]}
 
 
 def test_model_container_env_ports_probes(rendered, runtime):
@@ -432,10 +439,12 @@ def test_model_container_env_ports_probes(rendered, runtime):
     mounts = {m["mountPath"]: m.get("readOnly", False) for m in model["volumeMounts"]}
     assert mounts == {"/model": True, "/tmp": False, "/var/lib/modelgen/inputs": False}
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    cache = [{"name": "model-cache", "persistentVolumeClaim": {"claimName": "model-cache"}}]
     assert volumes == [
         {"name": "model", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
         {"name": "inputs", "persistentVolumeClaim": {"claimName": f"{NAME}-inputs"}},
+        *cache,
     ]
     service = one(rendered["prod"], "Service")["spec"]
     assert service["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
@@ -530,11 +539,12 @@ def test_gitlab_ci_jobs(project, runtime):
         assert test["image"] == "rocker/r-ver:4.2.2"
         assert test["script"][-2:] == ["Rscript app/fetch_artifact.R", "Rscript tests/smoke.R"]
         assert "packrat::restore" in test["script"][0]
-    assert ci["overlays"]["script"] == [f"kubectl kustomize deploy/overlays/{env} > /dev/null" for env in ENVS]
+    (overlays,) = ci["overlays"]["script"]  # every overlay there is, whichever environments it has
+    assert "for overlay in deploy/overlays/*/; do" in overlays and 'kubectl kustomize "$overlay"' in overlays
     build = ci["build"]
     assert build["stage"] == "build"
     assert build["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
-    assert build["parallel"]["matrix"] == [{"ENVIRONMENT": ENVS}]
+    assert "parallel" not in build and 'namespace="models-dev"' in build["script"][-1]  # built once, in dev
     assert f"oc start-build {NAME} " in build["script"][-1]
     assert all("only" not in job for job in ci.values() if isinstance(job, dict))
 

@@ -84,8 +84,7 @@ def test_merge_request_pipeline_validates_and_runs_the_changed_model_s_child_pip
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-6000:]
     # validate: every overlay rendered and checked.
-    for env in ("dev", "prod"):
-        assert f"rendered models/{PENGUINS}/deploy/overlays/{env}/" in log
+    assert f"rendered models/{PENGUINS}/deploy/overlays/dev/" in log  # prod once it is promoted
     assert "models/penguin-species/: valid (penguin-species 1.0.0, python, classification)" in log
     assert re.search(r"models/penguin-anomaly\S*/: valid", log), log[-4000:]
     assert re.search(r"Passed checks: \d+, Failed checks: 0", log), log[-4000:]
@@ -96,9 +95,9 @@ def test_merge_request_pipeline_validates_and_runs_the_changed_model_s_child_pip
 
 
 def test_a_broken_overlay_fails_the_validate_job(checkout, penguins_python):
-    overlay = checkout / "models" / PENGUINS / "deploy" / "overlays" / "prod" / "kustomization.yaml"
+    overlay = checkout / "models" / PENGUINS / "deploy" / "overlays" / "dev" / "kustomization.yaml"
     overlay.write_text(overlay.read_text() + "resources:\n  - missing.yaml\n")
-    git("commit", "--quiet", "-am", "break the prod overlay", cwd=checkout)
+    git("commit", "--quiet", "-am", "break the dev overlay", cwd=checkout)
     done = run_pipeline(checkout, penguins_python, "validate")
     assert done.returncode != 0
     assert "missing.yaml" in done.stdout + done.stderr

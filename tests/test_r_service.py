@@ -173,9 +173,12 @@ def test_the_python_table_of_bad_requests_gets_the_same_answers(r_penguins, r_pr
     columns = json.loads((r_project / "app/contract.json").read_text())["columns"]
     failures = _table_failures(r_penguins, _bad_requests(sample, columns))
     assert not failures, "\n".join(failures)
+    version = json.loads((r_project / "app/contract.json").read_text())["version"]
     for method, path, status in (("GET", "/nope", 404), ("GET", "/invocations", 405), ("POST", "/ping", 405)):
         got = r_penguins.request(method, path, b"" if method == "POST" else None)
         assert got.status == status and set(got.json()["error"]) == {"message", "column", "row"}
+        assert got.headers.get("X-Model-Version") == version  # as every answer, errors included
+    assert r_penguins.post_json(sample[:1]).headers.get("X-Model-Version") == version
 
 
 HOSTILE_CASES = [

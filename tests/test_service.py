@@ -185,7 +185,7 @@ def test_metrics_add_up_across_workers(penguins, penguins_project):
     text = penguins.request("GET", "/metrics").body.decode()
     assert invocations_200() - before == 12
     assert "modelgen_request_duration_seconds_bucket" in text
-    assert 'modelgen_model_info{name="penguin-species"' in text
+    assert 'modelgen_model_info{engine="native",name="penguin-species"' in text
 
 
 # ---------------------------------------------------------------- bad requests
@@ -514,6 +514,20 @@ def test_other_methods_and_paths_answer_in_json(penguins):
     assert got.status == 405 and "error" in got.json()
     got = penguins.request("GET", "/nope")
     assert got.status == 404 and "error" in got.json()
+
+
+def test_every_answer_names_the_model_version(penguins, penguins_project):
+    """With a canary two versions answer on one route: each answer says which one it was."""
+    version = json.loads((penguins_project / "app/contract.json").read_text())["version"]
+    sample = _sample(penguins_project)
+    for got in (
+        penguins.post_json(sample[:1]),
+        penguins.post_json([{}]),
+        penguins.request("GET", "/ping"),
+        penguins.request("GET", "/nope"),
+        penguins.request("GET", "/invocations"),
+    ):
+        assert got.headers.get("X-Model-Version") == version, (got.status, got.headers)
 
 
 def _own_tests(project: Path, python: Path, model_path: Path) -> subprocess.CompletedProcess:

@@ -134,6 +134,39 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace) -> int:
+    from modelgen.gitops.promotion import plan_promotion
+
+    return _publish_plan(args, lambda repo, cluster_image: plan_promotion(
+        repo, args.name, args.to, version=args.version, image=args.image, force=args.force, cluster_image=cluster_image
+    ))  # fmt: skip
+
+
+def _canary(args: argparse.Namespace) -> int:
+    from modelgen.gitops.promotion import plan_canary
+
+    return _publish_plan(args, lambda repo, cluster_image: plan_canary(
+        repo, args.name, args.version, args.env, args.weight, image=args.image, cluster_image=cluster_image
+    ))  # fmt: skip
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from modelgen.gitops.promotion import plan_rollback
+
+    return _publish_plan(args, lambda repo, cluster_image: plan_rollback(repo, args.name, args.env))
+
+
+def _publish_plan(args: argparse.Namespace, plan) -> int:
+    from modelgen.cluster.client import image_digest
+    from modelgen.gitops.promotion import publish_plan
+    from modelgen.gitops.repo import GitopsRepo
+
+    repo = GitopsRepo.open(args.gitops)
+    planned = plan(repo, image_digest)
+    print(publish_plan(repo, planned, merge_request=args.merge_request, api=_api(args, repo)).message)
+    return 0
+
+
 def _upgrade(args: argparse.Namespace) -> int:
     from modelgen.gitops.repo import GitopsRepo
     from modelgen.gitops.upgrade import upgrade
@@ -429,6 +462,37 @@ def parser() -> argparse.ArgumentParser:
     _merge_request_options(rm)
     rm.set_defaults(run=_remove)
 
+    pr = sub.add_parser(
+        "promote", help="a merge request that runs in an environment what the one before it runs (only its overlay)"
+    )
+    pr.add_argument("name")
+    pr.add_argument("--to", required=True, metavar="ENV", help="the environment to promote to (not the first)")
+    pr.add_argument("--version", help="default: what the environment before runs, or the canary here")
+    pr.add_argument("--force", action="store_true", help="promote a version the environment before does not run")
+    _image_option(pr)
+    _gitops_options(pr)
+    _merge_request_options(pr)
+    pr.set_defaults(run=_promote)
+
+    ca = sub.add_parser(
+        "canary", help="a merge request that serves VERSION beside the stable one, to a share of requests"
+    )
+    ca.add_argument("name")
+    ca.add_argument("version")
+    ca.add_argument("--env", required=True, help="a later environment, already promoted once")
+    ca.add_argument("--weight", required=True, type=int, help="percent of the requests the canary takes (1-99)")
+    _image_option(ca)
+    _gitops_options(ca)
+    _merge_request_options(ca)
+    ca.set_defaults(run=_canary)
+
+    rb = sub.add_parser("rollback", help="a merge request back to what an environment ran before (from git history)")
+    rb.add_argument("name")
+    rb.add_argument("--env", required=True)
+    _gitops_options(rb)
+    _merge_request_options(rb)
+    rb.set_defaults(run=_rollback)
+
     up = sub.add_parser("upgrade", help="re-render models from the current templates, keeping hand edits")
     up.add_argument("names", nargs="*", metavar="NAME")
     up.add_argument("--all", action="store_true", help="every model in the repository")
@@ -551,6 +615,15 @@ def _gitops_options(p: argparse.ArgumentParser, required: bool = True) -> None:
         default=default,
         required=required and not default,
         help=f"the GitOps repository (default: ${GITOPS_VARIABLE})",
+    )
+
+
+def _image_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image",
+        metavar="sha256:DIGEST",
+        help="the image the first environment built for that version (default: read off the cluster "
+        "through the kubeconfig, or from the environment that runs it)",
     )
 
 

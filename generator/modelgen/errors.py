@@ -113,3 +113,7 @@ def os_problem(err: OSError) -> str:
 
 class BatchError(ModelgenError):
     """A batch run cannot be made or started (no such model, no Spark job for R, the cluster refused it)."""
+
+
+class ClusterError(ModelgenError):
+    """The cluster could not be reached, or refused a request."""

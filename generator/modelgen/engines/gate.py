@@ -18,13 +18,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from modelgen.engines.onnx_convert import EXIT_UNCONVERTIBLE
 from modelgen.errors import ModelgenError
 from modelgen.manifest import Manifest, OnnxArtifact
 from modelgen.render.batch import run_in_project, scoring_project
 from modelgen.render.contract import column
 from modelgen.render.templates import CODE_DIR
-
-EXIT_UNCONVERTIBLE = 4  # onnx_convert's "cannot be converted"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from modelgen.gitops.repo import (
     Published,
     apply,
     changes_under,
+    promoted,
     store_changes,
 )
 from modelgen.render.project import project_manifest, record
@@ -117,7 +119,9 @@ def upgrade(
         for name in wanted:
             prefix = f"{MODELS}/{name}/"
             ours = {p.removeprefix(f"{name}/"): d for p, d in everything.items() if p.startswith(f"{name}/")}
-            merged, found = _upgrade_one(ours, prefix.rstrip("/"), settings.repo_url, settings.ci_image, stores)
+            merged, found = _upgrade_one(
+                ours, prefix.rstrip("/"), settings.repo_url, settings.ci_image, stores, settings.environments
+            )
             if merged is None:
                 continue
             model_changes = changes_under(prefix, entries, {prefix + p: d for p, d in merged.items()})
@@ -160,7 +164,7 @@ def upgrade(
 
 
 def _upgrade_one(
-    ours: Files, where: str, repo_url: str, tools_image: str, stores: _Stores
+    ours: Files, where: str, repo_url: str, tools_image: str, stores: _Stores, environments: Sequence[str]
 ) -> tuple[Files | None, list[Conflict]]:
     rec = record(ours, where)
     # The reference profile was computed when the model was generated; an upgrade keeps it.
@@ -171,12 +175,15 @@ def _upgrade_one(
         if rec.get("template_version") == installed and rec.get("modelgen") == __version__ and rec["inputs"] == inputs:
             return None, []  # rendered from these very templates and inputs: nothing to upgrade
         theirs = render(manifest, gitops_repo_url=repo_url, profile=profile, tools_image=tools_image)
+        # The later environments' overlays and releases are promotion's: as they are, whatever the templates say.
+        owned = promoted([e for e in environments if e in {env.name for env in manifest.environments}])
     old_root = stores.root(rec)
     base = render_inputs(rec["inputs"], old_root)
     # Files taken from the model's folder are not templated, and the few old templates cannot
     # render again: their "before" is what is there.
     kept = legacy_documents(rec["inputs"], old_root)
     base.update({p: d for p, d in ours.items() if is_verbatim(p) or p in kept})
+    base, theirs = ({p: d for p, d in files.items() if not p.startswith(owned)} for files in (base, theirs))
     merged, conflicts = merge_project(base, ours, theirs, where)
     return merged, conflicts
 

@@ -192,6 +192,12 @@ class OnnxGates:
 
 
 @dataclass(frozen=True)
+class ModelCache:
+    claim: str
+    max_age_days: int
+
+
+@dataclass(frozen=True)
 class Serving:
     server: str
     workers: int | None
@@ -203,6 +209,7 @@ class Serving:
     host: str
     engine: str  # as asked: native, onnx or auto (Manifest.engine is the one served)
     onnx: OnnxGates
+    model_cache: ModelCache | None = None
 
     @classmethod
     def of(cls, given: dict[str, Any]) -> Serving:
@@ -218,6 +225,7 @@ class Serving:
             host=given.get("route", {}).get("host", ""),
             engine=given["engine"],
             onnx=OnnxGates(onnx["tolerance"], onnx["speedGate"], onnx.get("fallback", "")),
+            model_cache=ModelCache(cache["claim"], cache["maxAgeDays"]) if (cache := given.get("modelCache")) else None,
         )
 
 

@@ -160,6 +160,9 @@ def _serving_context(manifest: Manifest) -> dict[str, Any]:
         "autoscaling": asdict(s.autoscaling),
         "resources": asdict(s.resources),
         "host": s.host,
+        "modelCache": (
+            {"claim": s.model_cache.claim, "maxAgeDays": s.model_cache.max_age_days} if s.model_cache else None
+        ),
     }
 
 
@@ -307,10 +310,36 @@ def _overlay(source: Path, ctx: dict[str, Any], env: dict[str, Any]) -> Files:
             continue
         rel = path.relative_to(source).as_posix()
         try:
-            text = _compiled(path.read_text("utf-8")).render(cookiecutter=ctx, env=env)
+            text = _compiled(path.read_text("utf-8")).render(
+                cookiecutter=ctx, env=env, release=None, build_namespace=""
+            )
         except TemplateError as err:
             raise RenderError(f"rendering {path} for environment {env['name']} failed: {err}") from err
         files[f"deploy/overlays/{env['name']}/{rel}"] = text.encode("utf-8")
+    return files
+
+
+def render_release_overlay(
+    manifest: Manifest, env: str, release: dict[str, Any], build_namespace: str, templates: Path | None = None
+) -> Files:
+    """The overlay of a later environment that runs ``release`` (its ``release.json``), keyed
+    ``kustomization.yaml`` and, for a canary, ``canary/kustomization.yaml``.
+
+    ``manifest`` is the released version's; ``build_namespace`` holds the image it runs.
+    """
+    root = templates or templates_dir()
+    ctx = context(manifest)
+    (settings,) = [e for e in ctx["environments"] if e["name"] == env]
+    variables = {"cookiecutter": ctx, "env": settings, "release": release, "build_namespace": build_namespace}
+    sources = {"kustomization.yaml": root / COMMON / OVERLAY / "kustomization.yaml"}
+    if release.get("canary"):
+        sources["canary/kustomization.yaml"] = root / COMMON / f"{OVERLAY}-canary" / "kustomization.yaml"
+    files: Files = {}
+    for rel, source in sources.items():
+        try:
+            files[rel] = _compiled(source.read_text("utf-8")).render(**variables).encode("utf-8")
+        except TemplateError as err:
+            raise RenderError(f"rendering {source} for environment {env} failed: {err}") from err
     return files
 
 

@@ -2,7 +2,8 @@
 
 ``python -m app.fetch_artifact`` with ARTIFACT_URI, ARTIFACT_SHA256 and MODEL_PATH (and ONNX_URI,
 ONNX_SHA256 and ONNX_PATH for a model converted to ONNX); optional REGISTRY_USERNAME /
-REGISTRY_PASSWORD for basic auth (from a Secret, never from Git).
+REGISTRY_PASSWORD for basic auth (from a Secret, never from Git), and MODEL_CACHE_DIR (with
+MODEL_CACHE_MAX_AGE_DAYS) for a cache shared by the pods (``fetch_cached``).
 Writes to a temporary file and renames it, so the service never sees a partial artifact.
 
 Retries and gives up as ``download`` in contract.json says (modelgen's one policy, which the R
@@ -15,10 +16,12 @@ sends.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -59,10 +62,89 @@ def fetch(uri: str, sha256: str, target: Path, username: str = "", password: str
                 digest.update(block)
         if digest.hexdigest() != sha256.lower():
             raise SystemExit(f"sha256 mismatch for {uri}: got {digest.hexdigest()}, expected {sha256}")
+        _fsync(partial)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, target)
+
+
+def fetch_cached(
+    uri: str, sha256: str, target: Path, cache: Path, username: str = "", password: str = "", deadline: float = 0
+) -> str:
+    """``fetch`` through ``cache``, a folder pods share (a ReadWriteMany volume); says how it went.
+
+    Cached files are named by their sha256 and checked on every use. One pod at a time holds a
+    file's lock, so pods starting together download it once: the first downloads (to a temporary
+    name, fsynced, checked, renamed), the others wait and find it there. A cached file with other
+    bytes (truncated, corrupted) is replaced, and said so; what reaches ``target`` is checked again
+    while it is copied, so a wrong file never does.
+    """
+    sha256 = sha256.lower()
+    cache.mkdir(parents=True, exist_ok=True)
+    cached = cache / sha256
+    with (cache / f"{sha256}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        how = "cache hit"
+        if cached.is_file() and _sha256_of(cached) != sha256:
+            cached.unlink()
+            how = "replaced a corrupt cache file"
+        if not cached.is_file():
+            fetch(uri, sha256, cached, username, password, deadline)
+            how = "downloaded into the cache" if how == "cache hit" else how
+        os.utime(cached)  # in use: pruning keeps it
+        _copy_checked(cached, target, sha256)
+    return how
+
+
+def prune(cache: Path, max_age_days: float) -> list[str]:
+    """Delete cached files no pod has used for ``max_age_days`` (and not locked now); their names."""
+    if not cache.is_dir():
+        return []
+    limit, pruned = time.time() - max_age_days * 86400, []
+    for path in sorted(cache.iterdir()):
+        if not re.fullmatch(r"[0-9a-f]{64}", path.name) or path.stat().st_mtime >= limit:
+            continue
+        with (cache / f"{path.name}.lock").open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a pod is fetching it right now
+            if path.stat().st_mtime < limit:
+                path.unlink()
+                pruned.append(path.name)
+    return pruned
+
+
+def _copy_checked(source: Path, target: Path, sha256: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    digest = hashlib.sha256()
+    try:
+        with source.open("rb") as read, partial.open("wb") as write:
+            for block in iter(lambda: read.read(1 << 20), b""):
+                digest.update(block)
+                write.write(block)
+        if digest.hexdigest() != sha256:
+            raise SystemExit(f"the cached {source} changed while it was copied (sha256 {digest.hexdigest()})")
+        _fsync(partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, target)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _download(uri: str, partial: Path, username: str, password: str, deadline: float) -> None:
@@ -152,16 +234,18 @@ def main() -> None:
         if missing:
             sys.exit(f"ONNX_URI is set, but not {', '.join(missing)}")
         wanted.append(("ONNX_URI", "ONNX_SHA256", "ONNX_PATH"))
+    cache = Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None
+    if cache is not None:
+        for name in prune(cache, float(env.get("MODEL_CACHE_MAX_AGE_DAYS") or 30)):
+            print(f"pruned {cache / name} (unused for {env.get('MODEL_CACHE_MAX_AGE_DAYS') or 30} days)")
+    credentials = (env.get("REGISTRY_USERNAME", ""), env.get("REGISTRY_PASSWORD", ""))
     for uri, sha256, path in wanted:
-        fetch(
-            env[uri],
-            env[sha256],
-            Path(env[path]),
-            env.get("REGISTRY_USERNAME", ""),
-            env.get("REGISTRY_PASSWORD", ""),
-            seconds,
-        )
-        print(f"fetched {env[uri]} -> {env[path]} (sha256 ok)")
+        if cache is None:
+            fetch(env[uri], env[sha256], Path(env[path]), *credentials, seconds)
+            print(f"fetched {env[uri]} -> {env[path]} (sha256 ok)")
+        else:
+            how = fetch_cached(env[uri], env[sha256], Path(env[path]), cache, *credentials, seconds)
+            print(f"fetched {env[uri]} -> {env[path]} (sha256 ok; {how})")
 
 
 if __name__ == "__main__":

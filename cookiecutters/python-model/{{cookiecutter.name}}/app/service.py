@@ -56,6 +56,7 @@ def create_app(
         "ping": _encode({"status": "ok"}),
     }
     metrics.MODEL_INFO.labels(contract["name"], contract["version"], sha256, engine).set(1)
+    version = contract["version"]
     requests_total, latency, rows_total = metrics.REQUESTS, metrics.LATENCY, metrics.ROWS
 
     # No automatic OPTIONS: the routes answer what the OpenAPI document lists, and a 405's Allow
@@ -119,6 +120,12 @@ def create_app(
         if monitor is not None:
             monitor.flush()  # this worker's counts up to now; the others' within FLUSH_SECONDS
         return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE.split(";")[0])
+
+    # Every answer says which version gave it: with a canary, two versions answer on one route.
+    @app.after_request
+    def version_header(response: Response) -> Response:
+        response.headers["X-Model-Version"] = version
+        return response
 
     # A request is counted once: by its view when it got that far (g.counted), else here.
     @app.errorhandler(HTTPException)

@@ -207,6 +207,8 @@ build_router <- function(model, contract, app_dir, sha256, max_request_bytes, me
   # The body is read raw by the handler; this parser only keeps plumber from parsing it.
   plumber::register_parser("modelgen_raw", function(...) function(value, ...) NULL, regex = ".*")
   pr <- plumber::pr()
+  # Every answer says which version gave it: with a canary, two versions answer on one route.
+  pr <- plumber::pr_hook(pr, "preroute", function(req, res) res$setHeader("X-Model-Version", contract$version))
   pr <- plumber::pr_post(pr, "/invocations", invocations, parsers = "modelgen_raw")
   # HEAD answers as GET with the GET's Content-Length and no body, as the Python service does
   # (httpuv would send the body, which a client keeping the connection reads as the next answer).
