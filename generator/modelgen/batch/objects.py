@@ -1,19 +1,23 @@
 """The cluster objects of a batch run, from the model's generated project.
 
-The Job is the model's Deployment turned into a run-once pod: its pod settings, volumes and
-``fetch-artifact`` init container are taken from the project's ``deploy/base/deployment.yaml``
-as they are (so the artifact is fetched and verified exactly as for the service, and cannot
-drift from it), and the serving container becomes one running ``python -m app.batch`` (or
-``Rscript app/batch.R``) with the same image, artifact settings, limits and security context.
-The SparkApplication is the project's own ``batch/sparkapplication.yaml`` with its arguments set.
+The Job is the model's Deployment in that environment (``kubectl kustomize
+deploy/overlays/ENV``: the release and image the environment runs, its resources, its
+namespace) turned into a run-once pod: its pod settings, volumes and ``fetch-artifact`` init
+container as they are (so the artifact is fetched and verified exactly as for the service, and
+cannot drift from it), and the serving container becomes one running ``python -m app.batch``
+(or ``Rscript app/batch.R``) with the same image, artifact settings, limits and security
+context. The SparkApplication is the project's own ``batch/sparkapplication.yaml`` with its
+arguments set.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,7 +25,6 @@ import yaml
 from modelgen.errors import BatchError
 from modelgen.manifest import Manifest
 
-DEPLOYMENT = "deploy/base/deployment.yaml"
 SPARK_APPLICATION = "batch/sparkapplication.yaml"
 # What only the server reads: the Job's container leaves these out.
 SERVING_ONLY = {
@@ -50,10 +53,15 @@ def batch_job(
     files: Mapping[str, bytes], manifest: Manifest, env: str, arguments: Sequence[str]
 ) -> tuple[dict[str, Any], str]:
     """The Job that scores ``arguments`` (INPUT OUTPUT and options) in environment ``env``, and its namespace."""
-    deployment = _yaml(files, DEPLOYMENT)
+    _environment(manifest, env)
+    deployment = next(
+        (d for d in kustomized(files, env) if d["kind"] == "Deployment" and d["metadata"]["name"] == manifest.name),
+        None,
+    )
+    if deployment is None:
+        raise BatchError(f"deploy/overlays/{env} has no Deployment {manifest.name}")
     pod = copy.deepcopy(deployment["spec"]["template"]["spec"])
     serving = next(c for c in pod["containers"] if c["name"] == "model")
-    environment = _environment(manifest, env)
     command = ["Rscript", "app/batch.R"] if manifest.runtime == "r" else ["python", "-m", "app.batch"]
     scorer = {
         "name": "batch",
@@ -69,7 +77,7 @@ def batch_job(
             # Object-store credentials for s3:// inputs and outputs, when the namespace has them.
             *(_optional_secret(f"AWS_{key}", f"{manifest.name}-batch", key.lower()) for key in STORAGE_KEYS),
         ],
-        "resources": {"requests": asdict(environment.resources), "limits": asdict(environment.resources)},
+        "resources": serving["resources"],
         "securityContext": serving["securityContext"],
         "volumeMounts": [m for m in serving["volumeMounts"] if m["name"] in ("model", "tmp")],
     }
@@ -106,7 +114,30 @@ def batch_job(
             },
         },
     }
-    return job, namespace(files, env)
+    return job, deployment["metadata"]["namespace"]
+
+
+def kustomized(files: Mapping[str, bytes], env: str) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize deploy/overlays/ENV`` builds from the project's files."""
+    with tempfile.TemporaryDirectory(prefix="modelgen-batch-") as tmp:
+        root = Path(tmp)
+        for rel, data in files.items():
+            if rel.startswith("deploy/"):
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                (root / rel).write_bytes(data)
+        try:
+            done = subprocess.run(
+                ["kubectl", "kustomize", str(root / "deploy" / "overlays" / env)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise BatchError(f"cannot run kubectl kustomize (the Job is built from the overlay): {err}") from err
+    if done.returncode != 0:
+        raise BatchError(f"kubectl kustomize deploy/overlays/{env} failed: {done.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
 def spark_application(

@@ -4,8 +4,8 @@
 on its target branch). Locally, the project runs in a private copy with the artifact fetched
 and checked by modelgen's registry client, in this Python (which needs the model's libraries,
 as ``generate`` does to profile a reference) or Rscript. In the cluster, objects are created
-with the Kubernetes Python client, from ``~/.kube/config`` (or ``$KUBECONFIG``), else the pod's
-service account.
+with the Kubernetes Python client as ``modelgen.cluster.client`` configures it (the pod's service
+account, else ``$KUBECONFIG`` or ``~/.kube/config``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from modelgen.errors import BatchError
+from modelgen.errors import BatchError, ClusterError
 from modelgen.manifest import Manifest
 from modelgen.render.project import is_project, project_manifest, read_project
 
@@ -98,34 +98,25 @@ def batch_arguments(
 
 def create(obj: dict[str, Any], namespace: str) -> str:
     """Create a Job or a SparkApplication in ``namespace``; its name as the API server gave it."""
-    try:
-        from kubernetes import client, config
-    except ImportError as err:
-        raise BatchError("the kubernetes Python client is not installed (pip install kubernetes)") from err
-    try:
-        config.load_kube_config()
-    except Exception:  # noqa: BLE001 - no kubeconfig: try the pod's service account
-        try:
-            config.load_incluster_config()
-        except config.ConfigException as err:
-            raise BatchError(
-                f"no cluster to create the {obj['kind']} in: no kubeconfig and not in a pod ({err})"
-            ) from err
-    api = client.ApiClient()
+    from kubernetes import client
+
+    from modelgen.cluster.client import TIMEOUT_SECONDS, api_client
+
+    api = api_client()
     try:
         if obj["kind"] == "Job":
-            created = client.BatchV1Api(api).create_namespaced_job(namespace, obj)
+            created = client.BatchV1Api(api).create_namespaced_job(namespace, obj, _request_timeout=TIMEOUT_SECONDS)
             return created.metadata.name
         group, version = obj["apiVersion"].split("/")
         created = client.CustomObjectsApi(api).create_namespaced_custom_object(
-            group, version, namespace, "sparkapplications", obj
+            group, version, namespace, "sparkapplications", obj, _request_timeout=TIMEOUT_SECONDS
         )
         return created["metadata"]["name"]
     except client.ApiException as err:
-        raise BatchError(
+        raise ClusterError(
             f"creating the {obj['kind']} in {namespace} failed: HTTP {err.status} {err.reason}: {err.body}"
         ) from err
     except Exception as err:  # noqa: BLE001 - urllib3's connection errors, said in one line
-        raise BatchError(f"creating the {obj['kind']} in {namespace} failed: {err}") from err
+        raise ClusterError(f"creating the {obj['kind']} in {namespace} failed: {err}") from err
     finally:
         api.close()
