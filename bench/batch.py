@@ -249,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, limits))
     print()
     versions = f"Python {platform.python_version()}, scikit-learn {sklearn.__version__}, pyspark {pyspark.__version__}"
-    print(f"{dt.date.today()}: {cpu_count()} CPUs, {versions} ({MASTER}); 1-min load average {load:.2f} before the run")
+    after = os.getloadavg()[0]
+    print(
+        f"{dt.date.today()}: {cpu_count()} CPUs, {versions} ({MASTER}); 1-min load average {load:.2f} before "
+        f"the run, {after:.2f} after (other work on the machine lowers every number)"
+    )
     print(note)
     print()
     print("Goals:")
