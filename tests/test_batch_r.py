@@ -36,6 +36,13 @@ def r_batch(project: Path, model: Path, *args: str | Path) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Path:
+    """This module's own registry: the R example trained here is other bytes than test_r_service's
+    (an RDS is not byte-for-byte reproducible), and a version is never published twice."""
+    return tmp_path_factory.mktemp("registry-batch-r")
+
+
+@pytest.fixture(scope="module")
 def rows(r_manifest, tmp_path_factory) -> Path:  # noqa: F811 - the fixture imported above
     root = tmp_path_factory.mktemp("batch-r")
     frame = penguin_rows(r_manifest.parent / "reference.csv", ROWS, seed=3)

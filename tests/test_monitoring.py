@@ -300,7 +300,8 @@ def test_batch_entry_point_scores_a_file_and_names_a_bad_cell(
     done = subprocess.run(command, cwd=penguins_project, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     predictions = pd.read_csv(out)
-    assert list(predictions.columns) == ["label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]
+    header = ["label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]
+    assert list(predictions.columns) == [*header, "model_name", "model_version", "model_sha256"]
     assert len(predictions) == len(pd.read_csv(source))
     # The profile's prediction shares are these predictions' shares.
     shares = predictions["label"].value_counts(normalize=True).to_dict()

@@ -307,19 +307,21 @@ def _batch(args: argparse.Namespace) -> int:
     """The model's batch job: here (local), as a Kubernetes Job (job) or a SparkApplication (spark)."""
     import yaml
 
-    from modelgen.batch.objects import batch_job, spark_application
+    from modelgen.batch.objects import batch_job, require_spark, spark_application
     from modelgen.batch.run import batch_arguments, create, model_project, run_here
 
+    if args.master and args.engine != "spark":
+        raise ModelgenError("--master runs the Spark job here: use it with --engine spark")
     here = args.engine == "local" or bool(args.master)
+    if here and args.dry_run:
+        raise ModelgenError("--dry-run prints a cluster object: use it with --engine job or spark")
     arguments = batch_arguments(args.input, args.output, args.on_error, args.keep, args.rejected, here=here)
     with model_project(args.name, args.gitops) as (files, manifest):
-        if here:
-            if args.dry_run:
-                raise ModelgenError("--dry-run prints a cluster object: use it with --engine job or spark")
-            if args.engine != "spark":
-                return run_here(files, manifest, arguments)
-            spark_application(files, manifest, manifest.environments[0].name, arguments)  # refuses an R model
+        if args.master:
+            require_spark(manifest)
             return run_here(files, manifest, [*arguments, "--master", args.master], spark=True)
+        if here:
+            return run_here(files, manifest, arguments)
         build = batch_job if args.engine == "job" else spark_application
         env = args.env or manifest.environments[0].name
         obj, namespace = build(files, manifest, env, arguments)

@@ -144,16 +144,21 @@ def spark_application(
     files: Mapping[str, bytes], manifest: Manifest, env: str, arguments: Sequence[str]
 ) -> tuple[dict[str, Any], str]:
     """The project's SparkApplication with ``arguments`` (INPUT OUTPUT and options), and its namespace."""
-    if manifest.runtime != "python":
-        raise BatchError(
-            f"{manifest.name} is an R model: the Spark job is Python's (app/spark_job.py scores with the "
-            "service's Python code); score it with --engine job, whose R batch job streams any file size"
-        )
+    require_spark(manifest)
     application = _yaml(files, SPARK_APPLICATION)
     _environment(manifest, env)
     application["metadata"]["name"] = run_name(manifest, arguments, "spark")
     application["spec"]["arguments"] = list(arguments)
     return application, namespace(files, env)
+
+
+def require_spark(manifest: Manifest) -> None:
+    """Only a Python project has a Spark job."""
+    if manifest.runtime != "python":
+        raise BatchError(
+            f"{manifest.name} is an R model: the Spark job is Python's (app/spark_job.py scores with the "
+            "service's Python code); score it with --engine job, whose R batch job streams any file size"
+        )
 
 
 def run_name(manifest: Manifest, arguments: Sequence[str], kind: str = "batch") -> str:

@@ -39,11 +39,6 @@ class Chunk:
     kind: str
     data: Any
 
-    def __len__(self) -> int:
-        if self.kind == "document":
-            return 0  # unknown until it is parsed
-        return self.data.num_rows if self.kind in ("cells", "values") else len(self.data)
-
 
 def format_of(path: str, given: str | None = None) -> str:
     if given:
@@ -81,7 +76,7 @@ def row_count(path: str, fmt: str) -> int | None:
 
 def _csv_chunks(path: str, rows: int) -> Iterator[Chunk]:
     with fsspec.open(path, "rb", compression="infer") as source:
-        header = _csv_header(source, path)
+        header = _csv_header(source)
         source.seek(0)
         start = 0
         bad: list[Any] = []
@@ -118,7 +113,7 @@ def _csv_chunks(path: str, rows: int) -> Iterator[Chunk]:
             raise RowFileError(f"not valid CSV: {err}") from None
 
 
-def _csv_header(source: Any, path: str) -> list[str]:
+def _csv_header(source: Any) -> list[str]:
     import csv
     import io
 

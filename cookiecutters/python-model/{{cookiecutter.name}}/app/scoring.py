@@ -81,7 +81,9 @@ class ChunkScorer:
             scored.failure = Rejected(chunk.start, err.column, err.message, None)
             return scored
         pieces: list[pa.Table] = []
-        self._score_rows(chunk, np.arange(rows), check, pieces, scored)
+        # A whole JSON document is scored as the service scores a request: all its rows, or none.
+        on_error = FAIL if chunk.kind == "document" else self.on_error
+        self._score_rows(chunk, np.arange(rows), check, pieces, scored, on_error)
         if scored.failure is None and pieces:
             scored.table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
         return scored
@@ -140,7 +142,9 @@ class ChunkScorer:
 
     # ---- scoring, setting refused rows aside
 
-    def _score_rows(self, chunk: Chunk, rows: np.ndarray, check: Any, pieces: list, scored: Scored) -> None:
+    def _score_rows(
+        self, chunk: Chunk, rows: np.ndarray, check: Any, pieces: list, scored: Scored, on_error: str
+    ) -> None:
         if not len(rows) or scored.failure is not None:
             return
         try:
@@ -151,31 +155,31 @@ class ChunkScorer:
                 return
             bad = int(rows[err.row])
             rejected = self._rejected(chunk, bad, err.column, _renumber(err.message, err.row, chunk.start + bad))
-            if self.on_error == FAIL:
+            if on_error == FAIL:
                 scored.failure = rejected
                 return
             scored.rejected.append(rejected)
             before, after = rows[: err.row], rows[err.row + 1 :]
             half = len(after) // 2
             for part in (before, after[:half], after[half:]):
-                self._score_rows(chunk, part, check, pieces, scored)
+                self._score_rows(chunk, part, check, pieces, scored, on_error)
             return
         try:
             columns = self.predictor.columns(table)
         except (ValueError, TypeError) as err:  # rows that passed the checks, refused by the pipeline (a 422)
-            if len(rows) == 1 or self.on_error == FAIL:
+            if len(rows) == 1 or on_error == FAIL:
                 first = chunk.start + int(rows[0])
                 where = f"row {first}" if len(rows) == 1 else f"rows {first}-{chunk.start + int(rows[-1])}"
                 message = f"{where}: the model could not score {'this row' if len(rows) == 1 else 'these rows'}: {err}"
                 rejected = self._rejected(chunk, int(rows[0]), None, message)
-                if self.on_error == FAIL:
+                if on_error == FAIL:
                     scored.failure = rejected
                 else:
                     scored.rejected.append(rejected)
                 return
             half = len(rows) // 2
             for part in (rows[:half], rows[half:]):
-                self._score_rows(chunk, part, check, pieces, scored)
+                self._score_rows(chunk, part, check, pieces, scored, on_error)
             return
         pieces.append(self._output(kept, columns, len(rows)))
 

@@ -4,10 +4,12 @@ The same artifact, checked against the same sha256, scores a DataFrame read from
 with a header, JSON lines or Parquet; any URL the cluster's Hadoop file systems read) with
 ``mapInArrow`` — mapInPandas' sibling that hands each Python worker Arrow batches, which the
 checks take as they are, without a pandas round trip. Each executor's Python worker loads the
-model once and keeps it for every batch it is given (Spark reuses its Python workers).
+model once and keeps it for every batch it is given (Spark reuses its Python workers). CSV and
+JSON lines travel as lines of text and are parsed in the workers, as ``app.batch`` parses them;
+a quoted CSV cell holding a line break is refused (give such a file as Parquet).
 
 Every batch goes through ``app.scoring``, as ``python -m app.batch`` does: the service's column
-checks, the service's output columns, then ``model_name``, ``model_version`` and
+checks, the service's output columns; Spark adds ``model_name``, ``model_version`` and
 ``model_sha256``. OUTPUT gets Parquet: ``row_id`` (increasing in input order, unique, not
 consecutive: Spark's ``monotonically_increasing_id``), the ``--keep`` columns, the predictions.
 With ``--on-error skip`` the rejected rows go to their own Parquet output (``--rejected``,
