@@ -27,8 +27,9 @@ demo: $(STAMP)
 
 # Debian packages the tests run for real: git (GitOps remotes), rsync (gitlab-ci-local), nginx
 # (the HTTP model registry), R with plumber and the example's packages (the R template),
-# chromium (the drift report and the model catalog opened headless).
-APT_PACKAGES := git rsync nginx-light apache2-utils chromium wrk \
+# chromium (the drift report and the model catalog opened headless), Java (pyspark runs the
+# generated Spark job).
+APT_PACKAGES := git rsync nginx-light apache2-utils chromium wrk openjdk-17-jre-headless \
 	r-base-core r-cran-plumber r-cran-jsonlite r-cran-digest r-cran-caret r-cran-palmerpenguins \
 	r-cran-packrat r-cran-ranger r-cran-recipes r-cran-mlr r-cran-future r-cran-promises r-cran-callr \
 	r-cran-fastmap r-cran-glmnet r-cran-randomforest r-cran-filelock

@@ -6,7 +6,9 @@ a named object (``GET .../namespaces/NS/PLURAL/NAME``) and a collection filtered
 whose items of built-in kinds leave out ``kind`` and ``apiVersion``, as the API server does for
 them —, and every error as a ``Status`` object: 404 for an unknown name or an API the cluster
 does not serve, 401 without the kubeconfig's bearer token, 400 for a selector it cannot parse.
-It records the path and (decoded) query of every request, so a test can count what a command asked for.
+It creates objects (``POST`` to a collection: 201 with the object, 409 when the name is taken) and
+serves them from then on. It records the path and (decoded) query of every request, so a test
+can count what a command asked for, and the path and body of every object created.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ API_VERSIONS = {
     "CronJob": "batch/v1",
     "Job": "batch/v1",
     "ImageStream": "image.openshift.io/v1",
+    "SparkApplication": "sparkoperator.k8s.io/v1beta2",
 }
 # Served from a CustomResourceDefinition: list items keep kind and apiVersion.
-CUSTOM_KINDS = {"Application"}
+CUSTOM_KINDS = {"Application", "SparkApplication"}
 
 
 @dataclass
@@ -40,6 +43,7 @@ class KubeApi:
     # The kinds whose API the cluster serves (a cluster without Argo CD serves no Application).
     kinds: set[str] = field(default_factory=lambda: set(API_VERSIONS))
     requests: list[str] = field(default_factory=list)
+    created: list[tuple[str, dict]] = field(default_factory=list)
     port: int = 0
 
     @property
@@ -51,9 +55,8 @@ class KubeApi:
         path.write_text(kubeconfig(self.url, self.token if token is None else token))
         return path
 
-    def answer(self, path: str, query: str, authorization: str | None) -> tuple[int, dict]:
-        if authorization != f"Bearer {self.token}":
-            return 401, status(401, "Unauthorized", "Unauthorized")
+    def resource(self, path: str) -> tuple[str, str, str, str, str | None] | None:
+        """``(kind, apiVersion, namespace, plural, name)`` of a path this server serves, else None."""
         parts = path.strip("/").split("/")
         # /api/v1/namespaces/NS/PLURAL[/NAME] or /apis/GROUP/VERSION/namespaces/NS/PLURAL[/NAME]
         api_version, rest = (parts[1], parts[2:]) if parts[0] == "api" else ("/".join(parts[1:3]), parts[3:])
@@ -64,15 +67,42 @@ class KubeApi:
             or rest[0] != "namespaces"
             or ((api_version, rest[2]) not in served)
         ):
+            return None
+        return served[api_version, rest[2]], api_version, rest[1], rest[2], (rest[3] if len(rest) == 4 else None)
+
+    def create(self, path: str, body: dict, authorization: str | None) -> tuple[int, dict]:
+        if authorization != f"Bearer {self.token}":
+            return 401, status(401, "Unauthorized", "Unauthorized")
+        found = self.resource(path)
+        if found is None or found[4] is not None:
             return 404, status(404, "NotFound", "the server could not find the requested resource")
-        kind, namespace, plural = served[api_version, rest[2]], rest[1], rest[2]
+        kind, api_version, namespace, plural, _ = found
+        name = body["metadata"]["name"]
+        if body.get("kind") != kind or body.get("apiVersion") != api_version:
+            return 400, status(400, "BadRequest", f"the body is a {body.get('kind')}, the path wants a {kind}")
+        if any(o["kind"] == kind and o["metadata"].get("namespace") == namespace and o["metadata"]["name"] == name
+               for o in self.objects):  # fmt: skip
+            group = api_version.rpartition("/")[0]
+            return 409, status(409, "AlreadyExists", f'{plural}{"." + group if group else ""} "{name}" already exists')
+        self.created.append((path, body))
+        stored = {**body, "metadata": {**body["metadata"], "namespace": namespace, "uid": f"uid-{len(self.created)}"}}
+        self.objects.append(stored)
+        return 201, stored
+
+    def answer(self, path: str, query: str, authorization: str | None) -> tuple[int, dict]:
+        if authorization != f"Bearer {self.token}":
+            return 401, status(401, "Unauthorized", "Unauthorized")
+        found = self.resource(path)
+        if found is None:
+            return 404, status(404, "NotFound", "the server could not find the requested resource")
+        kind, api_version, namespace, plural, name = found
         found = [o for o in self.objects if o["kind"] == kind and o["metadata"].get("namespace") == namespace]
-        if len(rest) == 4:
-            named = [o for o in found if o["metadata"]["name"] == rest[3]]
+        if name is not None:
+            named = [o for o in found if o["metadata"]["name"] == name]
             if named:
                 return 200, named[0]
             group = api_version.rpartition("/")[0]
-            return 404, status(404, "NotFound", f'{plural}{"." + group if group else ""} "{rest[3]}" not found')
+            return 404, status(404, "NotFound", f'{plural}{"." + group if group else ""} "{name}" not found')
         selector = parse_qs(query).get("labelSelector", [""])[0]
         try:
             found = [o for o in found if matches(selector, o["metadata"].get("labels") or {})]
@@ -139,7 +169,14 @@ def kube_api(objects: list[dict], token: str = "stand-in-token") -> Iterator[Kub
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             api.requests.append(unquote(self.path))
-            code, body = api.answer(url.path, url.query, self.headers.get("Authorization"))
+            self.send(*api.answer(url.path, url.query, self.headers.get("Authorization")))
+
+        def do_POST(self) -> None:
+            api.requests.append(unquote(self.path))
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send(*api.create(urlsplit(self.path).path, body, self.headers.get("Authorization")))
+
+        def send(self, code: int, body: dict) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")

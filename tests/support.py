@@ -84,6 +84,24 @@ def train(example: str, out: Path, registry: Path) -> Path:
     return out / "model.yaml"
 
 
+def penguin_rows(reference: Path, n: int, seed: int = 0, missing: float = 0.03):
+    """``n`` penguins rows drawn with replacement from the reference rows, as text, with a ``missing`` share
+    of each nullable column's cells empty (the tests' and bench/batch.py's large files)."""
+    import numpy as np
+    import pandas as pd
+
+    ref = pd.read_csv(reference, dtype=str, keep_default_na=False)
+    rng = np.random.default_rng(seed)
+    picked = rng.integers(0, len(ref), n)
+    columns = {}
+    for name in ref.columns:
+        values = ref[name].to_numpy(dtype=object)[picked]
+        if name not in ("island", "year"):  # the penguins manifest's two columns that are not nullable
+            values[rng.random(n) < missing] = ""
+        columns[name] = values
+    return pd.DataFrame(columns)
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -147,3 +147,31 @@ def test_gitops_smoke(tmp_path):
     assert re.fullmatch(r"\d+ files? changed, .*", rows["generate --gitops (one update)"][1]), rows
     assert rows["catalog (3 models)"][1] == "4 pages"  # the index and a card per model
     assert re.search(r"^Goal: upgrade --all of 3 models under 10 s: (PASS|FAIL)", out, re.M), out
+
+
+def test_batch_smoke(tmp_path):
+    out = smoke("batch.py", tmp_path)
+    assert "Smoke run (--smoke)" in out, out
+
+    rows = table(out, "run")
+    names = [re.sub(r"\d+ workers", "N workers", name) for name in rows]  # one worker per CPU
+    assert names == [
+        "in-process native (1000 rows a call, 1 thread)",
+        "in-process onnx (1000 rows a call, 1 thread)",
+        "modelgen batch (native, N workers)",
+        "modelgen Spark job (native, local[2])",
+        "modelgen batch (onnx, N workers)",
+        "modelgen Spark job (onnx, local[2])",
+        "MLflow spark_udf (local[2])",
+    ], out
+    for name, (count, seconds, rate, ratio, job_rate, peak) in rows.items():
+        assert count == "20,000", (name, count)
+        positive(rate)
+        positive(ratio)
+        if not name.startswith("in-process"):
+            positive(seconds)
+            positive(peak)
+        if "Spark" in name or "spark_udf" in name:
+            positive(job_rate)  # rows/s once the Spark session is up
+    goals = re.findall(r"^- (PASS|FAIL) ", out.split("Goals:", 1)[1], re.M)
+    assert len(goals) == 4, out  # both engines against the in-process rate and against MLflow

@@ -300,7 +300,8 @@ def test_batch_entry_point_scores_a_file_and_names_a_bad_cell(
     done = subprocess.run(command, cwd=penguins_project, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     predictions = pd.read_csv(out)
-    assert list(predictions.columns) == ["label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]
+    header = ["label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]
+    assert list(predictions.columns) == [*header, "model_name", "model_version", "model_sha256"]
     assert len(predictions) == len(pd.read_csv(source))
     # The profile's prediction shares are these predictions' shares.
     shares = predictions["label"].value_counts(normalize=True).to_dict()
@@ -310,11 +311,15 @@ def test_batch_entry_point_scores_a_file_and_names_a_bad_cell(
     bad = tmp_path / "bad.csv"
     lines = source.read_text().splitlines()
     bad.write_text("\n".join([lines[0], lines[1], lines[2].replace("2007", "late")]) + "\n")
+    before = out.read_bytes()
     done = subprocess.run(
         [penguins_python, "-m", "app.batch", bad, out], cwd=penguins_project, env=env, capture_output=True, text=True
     )
     assert done.returncode == 2 and "column 'year', row 1" in done.stderr and "'late' is not an integer" in done.stderr
-    assert not out.exists()  # no half-written predictions
+    # No half-written predictions: the output is renamed into place only when complete, so the
+    # earlier run's file is as it was, and nothing else was left beside it.
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "predictions.csv"]
 
 
 def test_a_missing_reference_is_a_clear_error_and_writes_nothing(penguins_manifest, tmp_path, capsys):

@@ -344,6 +344,37 @@ def _retrain_job(args: argparse.Namespace, repo) -> int:
     return 0
 
 
+def _batch(args: argparse.Namespace) -> int:
+    """The model's batch job: here (local), as a Kubernetes Job (job) or a SparkApplication (spark)."""
+    import yaml
+
+    from modelgen.batch.objects import batch_job, require_spark, spark_application
+    from modelgen.batch.run import batch_arguments, create, model_project, run_here
+
+    if args.master and args.engine != "spark":
+        raise ModelgenError("--master runs the Spark job here: use it with --engine spark")
+    here = args.engine == "local" or bool(args.master)
+    if here and args.dry_run:
+        raise ModelgenError("--dry-run prints a cluster object: use it with --engine job or spark")
+    arguments = batch_arguments(args.input, args.output, args.on_error, args.keep, args.rejected, here=here)
+    with model_project(args.name, args.gitops) as (files, manifest):
+        if args.master:
+            require_spark(manifest)
+            return run_here(files, manifest, [*arguments, "--master", args.master], spark=True)
+        if here:
+            return run_here(files, manifest, arguments)
+        build = batch_job if args.engine == "job" else spark_application
+        env = args.env or manifest.environments[0].name
+        obj, namespace = build(files, manifest, env, arguments)
+    namespace = obj["metadata"]["namespace"] = args.namespace or namespace
+    if args.dry_run:
+        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
+        return 0
+    name = create(obj, namespace)
+    print(f"{obj['kind']} {name} created in {namespace}")
+    return 0
+
+
 def _thresholds(text: str | None) -> dict[str, float] | None:
     """``--thresholds`` JSON, with the manifest's names (pValue) or drift's (p_value)."""
     import json
@@ -590,6 +621,36 @@ def parser() -> argparse.ArgumentParser:
     _gitops_options(rt)
     _merge_request_options(rt)
     rt.set_defaults(run=_retrain)
+
+    bt = sub.add_parser(
+        "batch", help="score a file or table with the model's own checks: here, as a Kubernetes Job, or on Spark"
+    )
+    bt.add_argument("name", help="a model of the GitOps repository (--gitops), or a generated project folder")
+    bt.add_argument("--input", required=True, help="rows to score: CSV, JSON lines or Parquet; a path or URL")
+    bt.add_argument("--output", required=True, help="where the scores go: CSV, JSON lines or Parquet; a path or URL")
+    bt.add_argument(
+        "--engine",
+        choices=["local", "job", "spark"],
+        default="local",
+        help="local: the project's batch entry point here; job: a Kubernetes Job of the model's image; "
+        "spark: the project's SparkApplication (Python models; R models have no Spark job)",
+    )
+    bt.add_argument("--env", help="the environment whose namespace and resources a Job uses (default: the first)")
+    bt.add_argument("--namespace", help="instead of the environment's namespace")
+    bt.add_argument(
+        "--on-error", choices=["fail", "skip"], default="fail", help="a bad row stops the run, or is set aside"
+    )
+    bt.add_argument("--rejected", help="with --on-error skip: where rejected rows go")
+    bt.add_argument("--keep", action="append", default=[], metavar="COLUMN", help="input column copied to the output")
+    bt.add_argument("--dry-run", action="store_true", help="print the Job or SparkApplication instead of creating it")
+    bt.add_argument("--master", help="with --engine spark: run the Spark job here on this master, e.g. 'local[2]'")
+    bt.add_argument(
+        "--gitops",
+        metavar="PATH_OR_URL",
+        default=os.environ.get(GITOPS_VARIABLE),
+        help=f"the GitOps repository holding models/NAME/ (default: ${GITOPS_VARIABLE})",
+    )
+    bt.set_defaults(run=_batch)
 
     wh = sub.add_parser("webhook", help="the Nexus webhook that turns uploaded models into merge requests")
     wh_sub = wh.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")

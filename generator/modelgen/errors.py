@@ -111,6 +111,10 @@ def os_problem(err: OSError) -> str:
     return f"{' → '.join(paths)}: {reason}" if paths else reason
 
 
+class BatchError(ModelgenError):
+    """A batch run cannot be made or started (no such model, no Spark job for R, the cluster refused it)."""
+
+
 class ClusterError(ModelgenError):
     """The cluster could not be reached, or refused a request."""
 

@@ -1,33 +1,71 @@
 """``python -m app.batch INPUT OUTPUT``: score a file of rows with the service's own checks and model.
 
-INPUT is CSV with a header row, or JSON in any shape /invocations accepts; OUTPUT is CSV, the
-columns the service answers with ``Accept: text/csv``. Rows are checked and scored in chunks,
-so a file larger than memory's comfort goes through with a flat footprint. Exit 2 names the
-column and row of a bad value (rows counted from 0 over the whole file, as /invocations counts
-them in a request), exit 3 a bad artifact; no output file is left behind on either.
+INPUT is CSV with a header row, JSON lines (one record a line), Parquet, or one JSON document in
+any shape /invocations accepts (``.json``, read whole, as the service reads a request); OUTPUT is
+CSV, JSON lines or Parquet, by its suffix: the columns the service answers with ``Accept:
+text/csv``, then ``model_name``, ``model_version`` and ``model_sha256`` (Parquet also records
+them in its footer, key ``modelgen``). Either may be a local path or a ``file://``,
+``https://`` or ``s3://`` URL (fsspec).
+
+The file is read, checked and scored in chunks, by one worker process per CPU of the
+container's limit, with a bounded number of chunks in flight: memory stays flat whatever the
+size of the file. Rows are numbered from 0 over the whole file (the first data row is row 0).
+
+``--on-error fail`` (default): the first bad row stops the run, exit 2, naming its row and
+column; no output is left behind. ``--on-error skip``: bad rows go to the rejected file (JSON
+lines: row, column, reason, the row's values) and the others are scored. Exit 3: the artifact
+is missing or not the pinned one.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import os
 import sys
-from pathlib import Path
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
 
-from app.model import ArtifactError, load_engine
-from app.payload import BadRequest, InputSchema
-from app.predict import ModelMismatch, predictor_for
-from app.settings import from_env
-
+LOG_EVERY_SECONDS = 10.0
 CHUNK_ROWS = 10_000
 
 
+def _one_thread_per_process() -> None:
+    # One worker per CPU already uses every core; BLAS/OpenMP threads on top only contend.
+    # Must happen before numpy, xgboost or onnxruntime are imported.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app.batch", description=__doc__.splitlines()[0])
+    p.add_argument("input", help="rows to score: .csv (with header), .jsonl, .parquet or .json; a path or URL")
+    p.add_argument("output", help="where the predictions go: .csv, .jsonl or .parquet; a path or URL")
+    p.add_argument(
+        "--on-error", choices=["fail", "skip"], default="fail", help="a bad row stops the run, or is set aside"
+    )
+    p.add_argument("--rejected", help="with --on-error skip: where rejected rows go (default: OUTPUT.rejected.jsonl)")
+    p.add_argument("--keep", action="append", default=[], metavar="COLUMN", help="input column copied to the output")
+    p.add_argument("--input-format", choices=["csv", "jsonl", "parquet", "json"], help="instead of INPUT's suffix")
+    p.add_argument("--output-format", choices=["csv", "jsonl", "parquet"], help="instead of OUTPUT's suffix")
+    p.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=f"rows checked and scored at once ({CHUNK_ROWS})")
+    p.add_argument("--workers", type=int, help="scoring processes (default: the CPUs of the container's limit)")
+    p.add_argument("--progress", choices=["auto", "bar", "log"], default="auto", help="auto: a bar on a terminal")
+    p.add_argument("--log-every", type=float, default=LOG_EVERY_SECONDS, metavar="SECONDS", help="without a bar")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.batch", description=__doc__.splitlines()[0])
-    parser.add_argument("input", type=Path, help="rows to score: .csv (with header) or .json")
-    parser.add_argument("output", type=Path, help="where the predictions go (CSV)")
-    args = parser.parse_args(argv)
+    _one_thread_per_process()
+    args = parser().parse_args(argv)
+
+    from app.model import ArtifactError, load_engine
+    from app.payload import InputSchema
+    from app.predict import ModelMismatch, predictor_for
+    from app.rowfiles import JSON_DOCUMENT, RowFileError, format_of
+    from app.scoring import SKIP, ChunkScorer, trace
+    from app.settings import cpu_limit, from_env
 
     settings = from_env()
     contract = settings.contract
@@ -38,39 +76,177 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{contract['name']}: {err}", file=sys.stderr)
         return 3
     schema = InputSchema(contract["columns"], contract["values"], frames=not getattr(model, "takes_columns", False))
-    rows = 0
+    sha256 = settings.onnx_sha256 if settings.engine == "onnx" else settings.model_sha256
+    scorer = ChunkScorer(schema, predictor, trace(contract, sha256), tuple(args.keep), args.on_error)
     try:
-        with args.output.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(predictor.header)
-            for frame in _chunks(schema, args.input):
-                writer.writerows(predictor.csv_rows(predictor(frame)))
-                rows += len(frame)
-    except BadRequest as err:
-        args.output.unlink(missing_ok=True)
-        message = err.message
-        if err.row is not None and rows:  # rows are counted per chunk: number them over the file
-            message = message.replace(f"row {err.row}:", f"row {err.row + rows}:", 1)
-        print(f"{args.input}: {message}", file=sys.stderr)
+        in_format = format_of(args.input, args.input_format)
+        out_format = format_of(args.output, args.output_format)
+        if out_format == JSON_DOCUMENT:
+            raise RowFileError(f"{args.output}: write predictions as .jsonl (JSON lines), .csv or .parquet")
+    except RowFileError as err:
+        print(err, file=sys.stderr)
         return 2
-    print(f"{args.output}: {rows} predictions", file=sys.stderr)
+    rejected = None
+    if args.on_error == SKIP:
+        rejected = args.rejected or f"{_stem(args.output)}.rejected.jsonl"
+    workers = args.workers or cpu_limit()
+    return run(scorer, args, in_format, out_format, rejected, workers, settings.engine)
+
+
+def run(
+    scorer: Any,
+    args: argparse.Namespace,
+    in_format: str,
+    out_format: str,
+    rejected: str | None,
+    workers: int,
+    engine: str,
+) -> int:
+    from app.rowfiles import RejectedWriter, RowFileError, RowWriter, read_chunks, row_count
+
+    output, rejects = _Target(args.output), _Target(rejected) if rejected else None
+    writer = rejected_writer = None
+    progress = Progress(args.progress, row_count(args.input, in_format), args.log_every)
+    try:
+        writer = RowWriter(output.partial, out_format, scorer.metadata(engine))
+        rejected_writer = RejectedWriter(rejects.partial) if rejects else None
+        for scored in scored_chunks(scorer, read_chunks(args.input, in_format, args.chunk_rows), workers):
+            if scored.failure is not None:
+                raise _Stop(scored.failure.reason)
+            for r in scored.rejected:
+                rejected_writer.write(r.row, r.column, r.reason, r.values)
+            if scored.table is not None:
+                writer.write(scored.table)
+            progress.add(
+                (scored.table.num_rows if scored.table is not None else 0) + len(scored.rejected), len(scored.rejected)
+            )
+        writer.close(scorer.empty_schema())
+        if rejected_writer is not None:
+            rejected_writer.close()
+    except (_Stop, RowFileError, OSError) as err:
+        progress.close()
+        for open_writer in (writer, rejected_writer):
+            if open_writer is not None:
+                open_writer.abandon()
+        output.discard()
+        if rejects:
+            rejects.discard()
+        print(f"{args.input}: {err}", file=sys.stderr)
+        return 2
+    output.commit()
+    if rejects:
+        rejects.commit()
+    progress.close()
+    print(f"{args.output}: {writer.rows} predictions", file=sys.stderr)
+    if rejected_writer is not None:
+        print(f"{rejected}: {rejected_writer.rows} rejected rows", file=sys.stderr)
     return 0
 
 
-def _chunks(schema: InputSchema, path: Path):
-    if path.suffix.lower() != ".csv":
-        yield schema.from_json(path.read_bytes())
+class _Stop(Exception):
+    """A row that stops a ``fail`` run, or an input that cannot be scored at all."""
+
+
+# ---- scoring in worker processes
+
+_SCORER: Any = None  # set before the workers fork: each inherits the loaded model
+
+
+def _score(chunk: Any) -> Any:
+    return _SCORER.score(chunk)
+
+
+def scored_chunks(scorer: Any, chunks: Iterator[Any], workers: int) -> Iterator[Any]:
+    """Each chunk scored, in input order; at most two chunks per worker in flight, so memory stays bounded."""
+    if workers <= 1:
+        for chunk in chunks:
+            yield scorer.score(chunk)
         return
-    with path.open(encoding="utf-8", newline="") as source:
-        reader = csv.reader(source)
-        header = next(reader, [])
-        while True:
-            rows = [row for _, row in zip(range(CHUNK_ROWS), reader, strict=False)]
-            if not rows:
-                return
-            text = io.StringIO()
-            csv.writer(text, lineterminator="\n").writerows([header, *rows])
-            yield schema.from_csv(text.getvalue().encode("utf-8"))
+    import multiprocessing
+
+    global _SCORER
+    _SCORER = scorer
+    # Forked before the input is opened (no reader threads yet), after the model was loaded and
+    # checked once: the workers share its memory, as gunicorn's preloaded workers do.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending: deque[Any] = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(_score, (chunk,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+# ---- where the output goes
+
+
+class _Target:
+    """An output written beside its name and renamed into place (local), or removed on failure (remote)."""
+
+    def __init__(self, url: str):
+        import fsspec
+
+        self.url = url
+        self.fs, self.path = fsspec.core.url_to_fs(url)
+        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        if self.local:
+            folder, name = os.path.split(os.path.abspath(self.path))
+            self.partial = os.path.join(folder, f".{name}.partial-{os.getpid()}")
+        else:
+            self.partial = url  # object stores make a file visible only once it is complete
+
+    def commit(self) -> None:
+        if self.local:
+            os.replace(self.partial, self.path)
+
+    def discard(self) -> None:
+        try:
+            if self.fs.exists(self.partial if self.local else self.path):
+                self.fs.rm(self.partial if self.local else self.path)
+        except OSError:
+            pass
+
+
+def _stem(url: str) -> str:
+    head, dot, suffix = url.rpartition(".")
+    return head if dot and "/" not in suffix else url
+
+
+# ---- progress
+
+
+class Progress:
+    """A bar on a terminal (tqdm), else a log line every ``every`` seconds."""
+
+    def __init__(self, mode: str, total: int | None, every: float = LOG_EVERY_SECONDS):
+        self.every = every
+        self.rows = self.rejected = 0
+        self.started = self.logged = time.monotonic()
+        self.bar = None
+        if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="rows", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+
+    def add(self, rows: int, rejected: int) -> None:
+        self.rows += rows
+        self.rejected += rejected
+        if self.bar is not None:
+            self.bar.update(rows)
+            if rejected:
+                self.bar.set_postfix(rejected=self.rejected)
+            return
+        now = time.monotonic()
+        if now - self.logged >= self.every:
+            self.logged = now
+            rate = self.rows / max(now - self.started, 1e-9)
+            print(f"scored {self.rows:,} rows ({rate:,.0f} rows/s), {self.rejected:,} rejected", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_MAX = sys.float_info.max
 # The dtypes the plain columns already are (or, for str, that no pipeline tells from object).
 PLAIN_DTYPES = frozenset({"float64", "int64", "bool", "object", "str"})
+# From this many rows a CSV number column is parsed whole (pyarrow) before cell by cell.
+WHOLE_COLUMN_ROWS = 256
+PLAIN_DECIMAL = {"integer": r"^[+-]?[0-9]+$", "number": r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"}
 
 
 class BadRequest(Exception):
@@ -199,6 +202,10 @@ class Column:
 
     def from_csv(self, cells: list[str]) -> np.ndarray:
         null = self.csv_null
+        if len(cells) >= WHOLE_COLUMN_ROWS and self.type in ("number", "integer", "string"):
+            checked = self._csv_whole_column(cells)
+            if checked is not None:
+                return checked
         if self.type in ("string", "datetime"):
             return self.from_json([c if c != null else None for c in cells])
         convert = getattr(self, f"_csv_{self.type}")
@@ -212,6 +219,47 @@ class Column:
             except ValueError:
                 raise self.bad(i, f"{cell!r} is not a{'n' if self.type == 'integer' else ''} {self.type}") from None
         return self.from_json(values)
+
+    def _csv_whole_column(self, cells: list[str]) -> np.ndarray | None:
+        """The column checked at once by pyarrow (large CSV bodies, batch chunks), or None to check it cell by cell.
+
+        Strings are checked against strict categories; numbers are parsed only when every cell
+        is plain decimal (a pattern says so first: pyarrow alone would take "0x10"), to the same
+        doubles and integers as the rules (both round correctly). Anything else — a padded cell,
+        "2007.0" in an integer column, a non-finite number, an unknown category, a null where
+        none is allowed — leaves the column to the cell-by-cell rules, which decide with their
+        message. So the answers are the same either way.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            text = pa.array(cells, pa.string())
+        except (pa.ArrowInvalid, UnicodeEncodeError):  # a lone surrogate: the rules name it
+            return None
+        nulls = pc.equal(text, self.csv_null)
+        has_null = pc.any(nulls).as_py()
+        if has_null and not self.nullable:
+            return None
+        given = pc.if_else(nulls, None, text)
+        if self.type == "string":
+            if self.strict and not pc.all(pc.is_in(given, pa.array(sorted(self.categories), pa.string()))).as_py():
+                return None
+            out = np.array(cells, dtype=object)
+            out[nulls.to_numpy(zero_copy_only=False)] = np.nan  # scikit-learn's imputers look for NaN, not None
+            return out
+        if not pc.all(pc.match_substring_regex(given, PLAIN_DECIMAL[self.type])).as_py():
+            return None
+        try:
+            values = pc.cast(given, pa.int64() if self.type == "integer" else pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if self.type == "integer":  # as from_json builds it: int64, or float64 when there is a gap
+            return values.to_numpy(zero_copy_only=False).astype(np.float64 if has_null else np.int64, copy=False)
+        numbers = values.to_numpy(zero_copy_only=False)  # a null becomes NaN, which the pipeline imputes
+        if not pc.all(pc.is_finite(values)).as_py():  # inf, nan, a number too large for a double
+            return None
+        return numbers
 
     def _csv_boolean(self, cell: str) -> bool:
         try:
@@ -376,6 +424,19 @@ class InputSchema:
                 raise BadRequest(f"row {i}: has {len(row)} fields, the header has {width}", row=i)
         position = {name: j for j, name in enumerate(header)}
         return self._dataframe({c.name: c.from_csv([row[position[c.name]] for row in rows]) for c in self.columns})
+
+    # ---- columns already split (the batch job's readers: CSV cells as text, Parquet values as JSON's)
+
+    def from_columns(self, values: dict[str, list[Any]], *, cells: bool) -> Table:
+        """Rows given column by column: CSV ``cells`` (strings, the contract's null token) or
+        JSON-typed values; each column is checked as a request's would be."""
+        return self._dataframe({c.name: (c.from_csv if cells else c.from_json)(values[c.name]) for c in self.columns})
+
+    def check_header(self, header: list[str], extra: frozenset[str] = frozenset()) -> list[str]:
+        """The header with padded names matched as from_csv matches them; ``extra`` columns may be there too."""
+        header = [h if h in self._nameset or h in extra else h.strip() for h in header]
+        self._check_header([h for h in header if h not in extra or h in self._nameset])
+        return header
 
     # ---- shared
 

@@ -1,7 +1,8 @@
 """One prediction hook per output type; the service never tests for a task itself.
 
 Each hook calls the model once per request (``predict_proba`` gives the label too), and
-returns JSON-ready predictions plus the same values as CSV columns.
+returns JSON-ready predictions plus the same values as CSV columns; ``columns`` gives them as
+typed columns named like the CSV header, which the batch job and the Spark job write.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ class Predictor:
     def predict(self, frame: pd.DataFrame) -> list[Any]:
         raise NotImplementedError
 
+    def columns(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """The predictions as columns (lists or arrays) named like ``header``, without a dict per row."""
+        _fast_sklearn()
+        return self.table(frame)
+
+    def table(self, frame: pd.DataFrame) -> dict[str, Any]:
+        return {self.header[0]: self.predict(frame)}
+
     def csv_rows(self, predictions: list[Any]) -> list[list[Any]]:
         return [[p] for p in predictions]
 
@@ -97,6 +106,11 @@ class Probabilities(Predictor):
 
     def csv_rows(self, predictions: list[Any]) -> list[list[Any]]:
         return [[p["label"], *p["probabilities"].values()] for p in predictions]
+
+    def table(self, frame: pd.DataFrame) -> dict[str, Any]:
+        proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
+        labels = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
+        return {"label": labels, **{name: proba[:, j] for j, name in enumerate(self.header[1:])}}
 
 
 @hook("label")
@@ -153,6 +167,10 @@ class Score(Predictor):
 
     def csv_rows(self, predictions: list[Any]) -> list[list[Any]]:
         return [[str(p["outlier"]).lower(), p["score"]] for p in predictions]
+
+    def table(self, frame: pd.DataFrame) -> dict[str, Any]:
+        scores = np.asarray(self.model.decision_function(frame), dtype=np.float64).ravel()
+        return {"outlier": scores < 0, "score": scores}
 
 
 def _checked_classes(model: Any, declared: list[Any]) -> list[Any]:

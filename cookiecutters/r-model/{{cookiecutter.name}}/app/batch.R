@@ -1,13 +1,51 @@
 # Score a file of rows with the service's own checks and model (the R twin of app/batch.py):
-#   Rscript app/batch.R INPUT OUTPUT
-# INPUT is CSV with a header row or JSON in any shape /invocations accepts; OUTPUT is CSV, the
-# columns the service answers with Accept: text/csv. Exit 2 names the column and row of a bad
-# value, exit 3 a bad artifact.
+#   Rscript app/batch.R INPUT OUTPUT [--on-error fail|skip] [--rejected FILE] [--chunk-rows N]
+# INPUT is CSV with a header row, JSON lines (.jsonl) or one JSON document in any shape
+# /invocations accepts (.json, read whole); OUTPUT is CSV: the columns the service answers with
+# Accept: text/csv, then model_name, model_version and model_sha256. CSV and JSON lines are read,
+# checked and scored in chunks, so memory stays flat whatever the file's size; rows are numbered
+# from 0 over the whole file. Parquet needs R's arrow package, which this image does not have:
+# convert it, or score it with a Python model's batch job.
+# --on-error fail (default): the first bad row stops the run (exit 2, its row and column named),
+# and no output is left behind. skip: bad rows go to the rejected file (JSON lines: row, column,
+# reason, values), the others are scored. Exit 3: a bad artifact.
 args <- commandArgs(trailingOnly = TRUE)
-if (length(args) != 2) {
-  message("usage: Rscript app/batch.R INPUT OUTPUT")
+usage <- "usage: Rscript app/batch.R INPUT OUTPUT [--on-error fail|skip] [--rejected FILE] [--chunk-rows N]"
+options <- list(`on-error` = "fail", rejected = NA_character_, `chunk-rows` = "10000")
+positional <- character()
+i <- 1L
+while (i <= length(args)) {
+  if (startsWith(args[i], "--")) {
+    key <- substring(args[i], 3L)
+    if (!key %in% names(options) || i == length(args)) {
+      message(usage)
+      quit(status = 2, save = "no")
+    }
+    options[[key]] <- args[i + 1L]
+    i <- i + 2L
+  } else {
+    positional <- c(positional, args[i])
+    i <- i + 1L
+  }
+}
+if (length(positional) != 2 || !options$`on-error` %in% c("fail", "skip")) {
+  message(usage)
   quit(status = 2, save = "no")
 }
+input <- positional[1]
+output <- positional[2]
+skip <- options$`on-error` == "skip"
+chunk_rows <- as.integer(options$`chunk-rows`)
+fail <- function(text) {
+  message(sprintf("%s: %s", input, text))
+  quit(status = 2, save = "no")
+}
+format <- tolower(tools::file_ext(input))
+if (format == "ndjson") format <- "jsonl"
+if (format == "parquet") fail("Parquet needs R's arrow package, which this image does not have (allowed: .csv, .jsonl, .json)")
+if (!format %in% c("csv", "jsonl", "json")) fail("cannot tell the format from the name (allowed: .csv, .jsonl, .json)")
+if (tolower(tools::file_ext(output)) != "csv") fail(sprintf("%s: the R batch job writes CSV (.csv)", output))
+
 app_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])))
 project_dir <- dirname(app_dir)
 for (part in c("settings.R", "payload.R", "model.R")) source(file.path(app_dir, part))
@@ -24,17 +62,111 @@ predictor <- tryCatch(
   }
 )
 schema <- input_schema(contract$columns, contract$values)
-body <- readBin(args[1], "raw", file.size(args[1]))
-lines <- tryCatch(
-  {
-    values <- if (grepl("\\.csv$", tolower(args[1]))) schema$from_csv(body) else schema$from_json(body)
-    predictions <- predictor$predict(as_frame(values, types))
-    c(paste(csv_cells(predictor$header), collapse = ","), if (predictions$n > 0) predictor$csv(predictions))
-  },
-  bad_request = function(err) {
-    message(sprintf("%s: %s", args[1], err$message))
-    quit(status = 2, save = "no")
+trace <- paste(csv_cells(c(contract$name, contract$version, sha256)), collapse = ",")
+
+# Written beside their names and renamed into place at the end: a failed run leaves nothing.
+partial <- function(path) file.path(dirname(path), paste0(".", basename(path), ".partial-", Sys.getpid()))
+rejected_path <- if (is.na(options$rejected)) sub("\\.[^./]*$", ".rejected.jsonl", output) else options$rejected
+out <- file(partial(output), open = "wb")
+rejected_out <- if (skip) file(partial(rejected_path), open = "wb") else NULL
+give_up <- function(text) {
+  close(out)
+  unlink(partial(output))
+  if (skip) {
+    close(rejected_out)
+    unlink(partial(rejected_path))
   }
-)
-writeLines(lines, args[2], useBytes = TRUE)
-message(sprintf("%s: %d predictions", args[2], length(lines) - 1L))
+  fail(text)
+}
+write_lines <- function(lines, con) writeBin(charToRaw(paste0(paste(lines, collapse = "\n"), "\n")), con)
+write_lines(paste(c(csv_cells(predictor$header), "model_name", "model_version", "model_sha256"), collapse = ","), out)
+
+# One chunk: `body(lines)` is what the service would be sent for these rows; `values(k)` row k as it came.
+# A bad row is named by its number over the file (first + its index); with skip it is set aside
+# and the rest checked again.
+scored <- 0L
+rejected <- 0L
+score_chunk <- function(lines, first, body, values) {
+  rows <- seq_along(lines)
+  while (length(rows) > 0) {
+    outcome <- tryCatch(
+      list(values = if (format == "csv") schema$from_csv(body(lines[rows])) else schema$from_json(body(lines[rows]))),
+      bad_request = function(err) list(error = err)
+    )
+    if (is.null(outcome$error)) break
+    err <- outcome$error
+    if (is.null(err$row)) give_up(err$message)
+    k <- rows[err$row + 1L]
+    row <- first + k - 1L
+    reason <- sub(sprintf("row %d:", err$row), sprintf("row %d:", row), err$message, fixed = TRUE)
+    if (!skip) give_up(reason)
+    record <- list(row = row, column = if (is.null(err$column)) NA else err$column, reason = reason, values = values(lines[k]))
+    write_lines(jsonlite::toJSON(record, auto_unbox = TRUE, null = "null", na = "null", digits = NA), rejected_out)
+    rejected <<- rejected + 1L
+    rows <- rows[-(err$row + 1L)]
+  }
+  if (length(rows) == 0) return(invisible())
+  predictions <- predictor$predict(as_frame(outcome$values, types))
+  if (predictions$n > 0) write_lines(paste(predictor$csv(predictions), trace, sep = ","), out)
+  scored <<- scored + predictions$n
+}
+
+started <- Sys.time()
+logged <- started
+progress <- function() {
+  now <- Sys.time()
+  if (as.numeric(now - logged, units = "secs") >= 10) {
+    logged <<- now
+    rate <- scored / as.numeric(now - started, units = "secs")
+    message(sprintf("scored %d rows (%.0f rows/s), %d rejected", scored, rate, rejected))
+  }
+}
+
+if (format == "json") {
+  body <- readBin(input, "raw", file.size(input))
+  outcome <- tryCatch(schema$from_json(body), bad_request = function(err) give_up(err$message))
+  predictions <- predictor$predict(as_frame(outcome, types))
+  if (predictions$n > 0) write_lines(paste(predictor$csv(predictions), trace, sep = ","), out)
+  scored <- predictions$n
+} else {
+  con <- file(input, open = "r", encoding = "UTF-8")
+  header <- if (format == "csv") sub("^\ufeff", "", readLines(con, n = 1L, warn = FALSE)) else NULL
+  if (format == "csv" && length(header) == 0) give_up("empty file: a CSV needs a header row")
+  to_raw <- function(text) charToRaw(enc2utf8(text))
+  body <- if (format == "csv") {
+    function(lines) to_raw(paste(c(header, lines), collapse = "\n"))
+  } else {
+    function(lines) to_raw(paste0("[", paste(lines, collapse = ","), "]"))
+  }
+  values <- if (format == "csv") {
+    function(line) as.list(utils::read.csv(text = c(header, line), colClasses = "character", check.names = FALSE,
+                                           na.strings = character()))
+  } else {
+    function(line) tryCatch(jsonlite::fromJSON(line, simplifyVector = FALSE), error = function(err) line)
+  }
+  first <- 0L
+  repeat {
+    lines <- readLines(con, n = chunk_rows, warn = FALSE, encoding = "UTF-8")
+    # A quoted CSV cell may hold a line break: read on until the chunk ends between rows.
+    while (format == "csv" && length(lines) > 0 && sum(lengths(regmatches(lines, gregexpr('"', lines)))) %% 2 == 1) {
+      more <- readLines(con, n = 1L, warn = FALSE, encoding = "UTF-8")
+      if (length(more) == 0) break
+      lines[length(lines)] <- paste(lines[length(lines)], more, sep = "\n")
+    }
+    lines <- lines[nzchar(trimws(lines))]
+    if (length(lines) == 0) break
+    score_chunk(lines, first, body, values)
+    first <- first + length(lines)
+    progress()
+  }
+  close(con)
+}
+
+close(out)
+file.rename(partial(output), output)
+if (skip) {
+  close(rejected_out)
+  file.rename(partial(rejected_path), rejected_path)
+}
+message(sprintf("%s: %d predictions", output, scored))
+if (skip) message(sprintf("%s: %d rejected rows", rejected_path, rejected))
