@@ -106,6 +106,24 @@ def test_the_spark_application_passes_the_operator_s_schema_and_fetches_the_arti
     assert init["image"] == application["spec"]["image"] == "churn-risk-spark:latest"
 
 
+def test_the_spark_job_refuses_an_environment_promotion_pinned_to_another_version(project):
+    from modelgen.batch.objects import spark_application
+    from modelgen.errors import BatchError
+    from modelgen.render.project import project_manifest, read_project
+
+    files = read_project(project)
+    release = {"version": "0.9.0", "sha256": "cd" * 32, "image": "sha256:" + "ef" * 32, "promotedFrom": "dev"}
+    pinned = {**files, "deploy/overlays/prod/release.json": json.dumps(release).encode()}
+    with project_manifest(files, str(project)) as manifest:
+        assert spark_application(files, manifest, "prod", ARGS[1::2][:2])[1] == "models-prod"
+        with pytest.raises(BatchError, match="prod runs churn-risk 0.9.0, and the Spark job is 2[.]3[.]1's"):
+            spark_application(pinned, manifest, "prod", ARGS[1::2][:2])
+        # Pinned to the project's own version (promoted as it is): the Spark job is that version's.
+        same = {**release, "version": manifest.version}
+        assert spark_application({**pinned, "deploy/overlays/prod/release.json": json.dumps(same).encode()},
+                                 manifest, "prod", ARGS[1::2][:2])  # fmt: skip
+
+
 def test_an_r_model_has_no_spark_job_and_says_why(capsys, r_project):
     assert not (r_project / "batch").exists()
     code, _, err = cli(capsys, "batch", str(r_project), *ARGS, "--engine", "spark", "--dry-run")

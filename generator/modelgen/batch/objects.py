@@ -147,9 +147,28 @@ def spark_application(
     require_spark(manifest)
     application = _yaml(files, SPARK_APPLICATION)
     _environment(manifest, env)
+    _runs_this_version(files, manifest, env)
     application["metadata"]["name"] = run_name(manifest, arguments, "spark")
     application["spec"]["arguments"] = list(arguments)
     return application, namespace(files, env)
+
+
+def _runs_this_version(files: Mapping[str, bytes], manifest: Manifest, env: str) -> None:
+    """The SparkApplication (and its image) is the project's version: refuse an environment pinned
+    by promotion to another one, rather than score with a model that environment does not run."""
+    from modelgen.gitops.live import live_of
+    from modelgen.gitops.repo import RELEASE_FILE
+
+    release = files.get(f"deploy/overlays/{env}/{RELEASE_FILE}")
+    if release is None:
+        return
+    running = live_of(env, manifest, release).version
+    if running != manifest.version:
+        raise BatchError(
+            f"{env} runs {manifest.name} {running}, and the Spark job is {manifest.version}'s (what "
+            f"{manifest.environments[0].name} runs): score {env}'s version with --engine job --env {env}, "
+            f"whose Job runs the release {env} pins"
+        )
 
 
 def require_spark(manifest: Manifest) -> None:
