@@ -59,7 +59,8 @@ class Predictor:
 
     def columns(self, frame: pd.DataFrame) -> dict[str, Any]:
         """The predictions as columns (lists or arrays) named like ``header``, without a dict per row."""
-        _fast_sklearn()
+        if self._sklearn:
+            _fast_sklearn()
         return self.table(frame)
 
     def table(self, frame: pd.DataFrame) -> dict[str, Any]:
