@@ -252,6 +252,17 @@ def test_a_canary_splits_the_route_and_rollback_returns_the_exact_bytes(remote, 
     assert (release["version"], release["image"], release["canary"]) == ("1.0.1", DIGEST_2, None)
     assert not [p for p in remote.files(completed, f"models/{NAME}/deploy/overlays/prod") if "/canary/" in p]
 
+    # Completed and merged, then rolled back: the stable release before the canary, not the
+    # canary's 10% of 1.0.1 (the first rollback's merge request was closed, its branch deleted).
+    merged(remote, completed, tmp_path / "c2")
+    git("branch", "-D", branch, cwd=remote.path)
+    code, _, err = run(capsys, remote, "rollback", NAME, "--env", "prod")
+    assert code == 0, err
+    assert f"merge_request.title=Roll back {NAME} in prod to 1.0.0" in remote.pushes()[-1]["options"]
+    after = {p: remote.show(branch, p) for p in remote.files(branch, f"models/{NAME}/deploy/overlays/prod")}
+    assert after == before
+    assert {p.split("/")[4] for p in remote.files(branch, f"models/{NAME}/deploy/releases")} == {"1.0.0"}
+
 
 def test_promotion_refuses_what_it_cannot_do(remote, versions, capsys, tmp_path):
     ship(capsys, remote, versions["1.0.0"], tmp_path / "w")

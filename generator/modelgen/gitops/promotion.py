@@ -234,7 +234,11 @@ def plan_canary(
 
 
 def plan_rollback(repo: GitopsRepo, name: str, env: str) -> Plan:
-    """``modelgen rollback``: ``env`` back to what it ran before its last change, byte for byte, from git history."""
+    """``modelgen rollback``: ``env`` back to what it ran before its last change, byte for byte, from git history.
+
+    A state that ran the version being left as its canary is passed over: rolling back a completed
+    canary returns to the stable release before it, not to the canary's share of the requests.
+    """
     manifest = _current(repo, name)
     _check_later(environments(repo, manifest), env, "roll back")
     current = release_of(repo, name, env)
@@ -245,6 +249,8 @@ def plan_rollback(repo: GitopsRepo, name: str, env: str) -> Plan:
     for commit in repo.git.text("log", "--format=%H", repo.head, "--", path).split()[1:]:
         previous = release_of(repo, name, env, commit)
         if previous is None or previous == current:
+            continue
+        if not current.canary and previous.canary and previous.canary.version == current.version:
             continue
         changes = _restore(repo, overlay, commit)
         for version in {previous.version, *([previous.canary.version] if previous.canary else [])}:
