@@ -222,3 +222,39 @@ def test_modelgen_batch_runs_the_project_s_batch_job_here(penguins_project, file
     assert pq.read_schema(out).names[:2] == ["island", "label"]
     (rejected,) = (tmp_path / "scores.rejected.jsonl").read_text().splitlines()
     assert json.loads(rejected)["row"] == BAD_ROW
+
+
+def test_a_broken_file_or_a_line_of_two_rows_is_one_line_and_leaves_nothing(
+    penguins_project, penguins_python, model, files, tmp_path
+):
+    rows = pd.read_csv(files / "small.csv", dtype=str, keep_default_na=False, nrows=200)
+    # A CSV line of another width in the first block pyarrow reads (when the reader is opened).
+    lines = rows.to_csv(index=False).splitlines()
+    lines[4] += ",surplus"
+    (tmp_path / "wide.csv").write_text("\n".join(lines) + "\n")
+    # A Parquet input that is not there, a URL scheme nobody serves.
+    cases = [("wide.csv", "row 3: has 8 fields, the header has 7"), ("gone.parquet", "No such file")]
+    for source, words in cases:
+        for mode in ("fail", "skip"):
+            out = tmp_path / "out" / "scores.parquet"
+            out.parent.mkdir(exist_ok=True)
+            code, said, _ = batch(
+                penguins_python, penguins_project, model, tmp_path / source, out, "--on-error", mode, "--workers", "2"
+            )
+            assert code == 2 and words in said and "Traceback" not in said, said
+            assert not list(out.parent.iterdir()), said  # no output, no partial, no rejected file
+    code, said, _ = batch(penguins_python, penguins_project, model, tmp_path / "wide.csv", "nope://x/out.csv")
+    assert code == 2 and "nope" in said and "Traceback" not in said, said
+
+    # JSON lines: a line holding two records is refused by its own row number, not the one after it.
+    typed = pd.read_csv(files / "small.csv", nrows=200)
+    records = [json.dumps(r) for r in typed.astype(object).where(typed.notna(), None).to_dict("records")]
+    records[7] = records[7] + "," + records[8]
+    (tmp_path / "rows.jsonl").write_text("\n".join(records) + "\n")
+    out = tmp_path / "json" / "scores.csv"
+    out.parent.mkdir()
+    code, said, _ = batch(penguins_python, penguins_project, model, tmp_path / "rows.jsonl", out, "--on-error", "skip")
+    assert code == 0, said
+    (rejected,) = [json.loads(line) for line in (out.parent / "scores.rejected.jsonl").read_text().splitlines()]
+    assert rejected["row"] == 7 and "not valid JSON" in rejected["reason"], rejected
+    assert len(pd.read_csv(out)) == 199

@@ -124,12 +124,26 @@ def test_the_spark_job_refuses_an_environment_promotion_pinned_to_another_versio
                                  manifest, "prod", ARGS[1::2][:2])  # fmt: skip
 
 
-def test_an_r_model_has_no_spark_job_and_says_why(capsys, r_project):
+def test_an_r_model_has_no_spark_job_nor_cluster_job_and_says_why(capsys, r_project):
     assert not (r_project / "batch").exists()
     code, _, err = cli(capsys, "batch", str(r_project), *ARGS, "--engine", "spark", "--dry-run")
-    assert code == 2 and "is an R model: the Spark job is Python's" in err and "--engine job" in err
-    job = printed(capsys, r_project, "job")
-    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["Rscript", "app/batch.R"]
+    assert code == 2 and "is an R model: the Spark job is Python's" in err and "--engine local" in err
+    # app/batch.R writes files only: in a pod they would go with it.
+    code, _, err = cli(capsys, "batch", str(r_project), *ARGS[:-2], "--engine", "job", "--dry-run")
+    assert code == 2 and "is an R model: its batch job (app/batch.R) reads and writes files only" in err
+    code, _, err = cli(capsys, "batch", str(r_project), *ARGS, "--keep", "id", "--engine", "local")
+    assert code == 2 and "--keep: the R batch job writes the predictions only" in err
+
+
+def test_the_cluster_is_given_urls_not_paths_of_this_machine(capsys, project, tmp_path):
+    for flags in (
+        ["--input", str(tmp_path / "rows.csv"), "--output", "s3://scores/out.parquet"],
+        ["--input", "s3://rows.csv", "--output", (tmp_path / "out.parquet").as_uri()],
+        ["--input", "s3://rows.csv", "--output", "s3://out.parquet", "--on-error", "skip", "--rejected", "bad.jsonl"],
+    ):
+        for engine in ("job", "spark"):
+            code, out, err = cli(capsys, "batch", str(project), *flags, "--engine", engine, "--dry-run")
+            assert code == 2 and not out and "in the cluster, give a URL the pod reaches" in err, (flags, err)
 
 
 @pytest.mark.slow  # checkov takes seconds to start

@@ -349,7 +349,7 @@ def _batch(args: argparse.Namespace) -> int:
     import yaml
 
     from modelgen.batch.objects import batch_job, require_spark, spark_application
-    from modelgen.batch.run import batch_arguments, create, model_project, run_here
+    from modelgen.batch.run import batch_arguments, cluster_urls, create, model_project, run_here
 
     if args.master and args.engine != "spark":
         raise ModelgenError("--master runs the Spark job here: use it with --engine spark")
@@ -358,11 +358,14 @@ def _batch(args: argparse.Namespace) -> int:
         raise ModelgenError("--dry-run prints a cluster object: use it with --engine job or spark")
     arguments = batch_arguments(args.input, args.output, args.on_error, args.keep, args.rejected, here=here)
     with model_project(args.name, args.gitops) as (files, manifest):
+        if manifest.runtime != "python" and args.keep:
+            raise ModelgenError("--keep: the R batch job writes the predictions only (Python models keep columns)")
         if args.master:
             require_spark(manifest)
             return run_here(files, manifest, [*arguments, "--master", args.master], spark=True)
         if here:
             return run_here(files, manifest, arguments)
+        cluster_urls(args)
         build = batch_job if args.engine == "job" else spark_application
         env = args.env or manifest.environments[0].name
         obj, namespace = build(files, manifest, env, arguments)

@@ -5,7 +5,7 @@ deploy/overlays/ENV``: the release and image the environment runs, its resources
 namespace) turned into a run-once pod: its pod settings, volumes and ``fetch-artifact`` init
 container as they are (so the artifact is fetched and verified exactly as for the service, and
 cannot drift from it), and the serving container becomes one running ``python -m app.batch``
-(or ``Rscript app/batch.R``) with the same image, artifact settings, limits and security
+with the same image, artifact settings, limits and security
 context. The SparkApplication is the project's own ``batch/sparkapplication.yaml`` with its
 arguments set.
 """
@@ -53,6 +53,11 @@ def batch_job(
     files: Mapping[str, bytes], manifest: Manifest, env: str, arguments: Sequence[str]
 ) -> tuple[dict[str, Any], str]:
     """The Job that scores ``arguments`` (INPUT OUTPUT and options) in environment ``env``, and its namespace."""
+    if manifest.runtime != "python":
+        raise BatchError(
+            f"{manifest.name} is an R model: its batch job (app/batch.R) reads and writes files only, and a "
+            "pod's files go with it; score it here with --engine local"
+        )
     _environment(manifest, env)
     deployment = next(
         (d for d in kustomized(files, env) if d["kind"] == "Deployment" and d["metadata"]["name"] == manifest.name),
@@ -62,12 +67,11 @@ def batch_job(
         raise BatchError(f"deploy/overlays/{env} has no Deployment {manifest.name}")
     pod = copy.deepcopy(deployment["spec"]["template"]["spec"])
     serving = next(c for c in pod["containers"] if c["name"] == "model")
-    command = ["Rscript", "app/batch.R"] if manifest.runtime == "r" else ["python", "-m", "app.batch"]
     scorer = {
         "name": "batch",
         "image": serving["image"],
-        "command": command,
-        "args": list(arguments) + ([] if manifest.runtime == "r" else ["--progress", "log"]),
+        "command": ["python", "-m", "app.batch"],
+        "args": [*arguments, "--progress", "log"],
         "env": [
             *(
                 e
@@ -176,7 +180,7 @@ def require_spark(manifest: Manifest) -> None:
     if manifest.runtime != "python":
         raise BatchError(
             f"{manifest.name} is an R model: the Spark job is Python's (app/spark_job.py scores with the "
-            "service's Python code); score it with --engine job, whose R batch job streams any file size"
+            "service's Python code); score it with --engine local, whose R batch job streams any file size"
         )
 
 

@@ -96,6 +96,19 @@ def batch_arguments(
     return arguments
 
 
+def cluster_urls(args: Any) -> None:
+    """In the cluster, inputs and outputs are URLs the pod reaches: a path of this machine is not there,
+    and one in the pod goes with it."""
+    from urllib.parse import urlsplit
+
+    for flag, value in (("--input", args.input), ("--output", args.output), ("--rejected", args.rejected)):
+        if value and urlsplit(value).scheme in ("", "file"):
+            raise BatchError(
+                f"{flag} {value}: in the cluster, give a URL the pod reaches (s3://...; https://... to read), "
+                "not a path"
+            )
+
+
 def create(obj: dict[str, Any], namespace: str) -> str:
     """Create a Job or a SparkApplication in ``namespace``; its name as the API server gave it."""
     from kubernetes import client

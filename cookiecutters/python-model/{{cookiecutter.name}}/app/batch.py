@@ -4,8 +4,8 @@ INPUT is CSV with a header row, JSON lines (one record a line), Parquet, or one 
 any shape /invocations accepts (``.json``, read whole, as the service reads a request); OUTPUT is
 CSV, JSON lines or Parquet, by its suffix: the columns the service answers with ``Accept:
 text/csv``, then ``model_name``, ``model_version`` and ``model_sha256`` (Parquet also records
-them in its footer, key ``modelgen``). Either may be a local path or a ``file://``,
-``https://`` or ``s3://`` URL (fsspec).
+them in its footer, key ``modelgen``). Either may be a local path or a ``file://`` or
+``s3://`` URL (fsspec); INPUT also ``https://``.
 
 The file is read, checked and scored in chunks, by one worker process per CPU of the
 container's limit, with a bounded number of chunks in flight: memory stays flat whatever the
@@ -20,6 +20,7 @@ is missing or not the pinned one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -49,11 +50,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="append", default=[], metavar="COLUMN", help="input column copied to the output")
     p.add_argument("--input-format", choices=["csv", "jsonl", "parquet", "json"], help="instead of INPUT's suffix")
     p.add_argument("--output-format", choices=["csv", "jsonl", "parquet"], help="instead of OUTPUT's suffix")
-    p.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=f"rows checked and scored at once ({CHUNK_ROWS})")
-    p.add_argument("--workers", type=int, help="scoring processes (default: the CPUs of the container's limit)")
+    p.add_argument(
+        "--chunk-rows", type=_positive, default=CHUNK_ROWS, help=f"rows checked and scored at once ({CHUNK_ROWS})"
+    )
+    p.add_argument("--workers", type=_positive, help="scoring processes (default: the CPUs of the container's limit)")
     p.add_argument("--progress", choices=["auto", "bar", "log"], default="auto", help="auto: a bar on a terminal")
     p.add_argument("--log-every", type=float, default=LOG_EVERY_SECONDS, metavar="SECONDS", help="without a bar")
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,10 +117,16 @@ def run(
 ) -> int:
     from app.rowfiles import RejectedWriter, RowFileError, RowWriter, read_chunks, row_count
 
-    output, rejects = _Target(args.output), _Target(rejected) if rejected else None
-    writer = rejected_writer = None
-    progress = Progress(args.progress, row_count(args.input, in_format), args.log_every)
+    writer = rejected_writer = progress = None
+    targets: list[_Target] = []
+    done = False
     try:
+        output = _Target(args.output)
+        targets.append(output)
+        rejects = _Target(rejected) if rejected else None
+        if rejects:
+            targets.append(rejects)
+        progress = Progress(args.progress, row_count(args.input, in_format), args.log_every)
         writer = RowWriter(output.partial, out_format, scorer.metadata(engine))
         rejected_writer = RejectedWriter(rejects.partial) if rejects else None
         for scored in scored_chunks(scorer, read_chunks(args.input, in_format, args.chunk_rows), workers):
@@ -121,26 +140,35 @@ def run(
                 (scored.table.num_rows if scored.table is not None else 0) + len(scored.rejected), len(scored.rejected)
             )
         writer.close(scorer.empty_schema())
+        output.complete = True
         if rejected_writer is not None:
             rejected_writer.close()
-    except (_Stop, RowFileError, OSError) as err:
-        progress.close()
-        for open_writer in (writer, rejected_writer):
-            if open_writer is not None:
-                open_writer.abandon()
-        output.discard()
-        if rejects:
-            rejects.discard()
-        print(f"{args.input}: {err}", file=sys.stderr)
+            rejects.complete = True
+        for target in targets:
+            target.commit()
+        done = True
+    except Exception as err:  # noqa: BLE001 - whatever stops the run is one line, and nothing is left behind
+        known = isinstance(err, _Stop | OSError | RowFileError)
+        print(f"{args.input}: {err if known else f'{type(err).__name__}: {err}'}", file=sys.stderr)
         return 2
-    output.commit()
-    if rejects:
-        rejects.commit()
-    progress.close()
+    finally:
+        if progress is not None:
+            progress.close()
+        if not done:  # failed, or interrupted: the partial files go, an earlier output stays as it was
+            for open_writer in (writer, rejected_writer):
+                if open_writer is not None:
+                    _quietly(open_writer.abandon)
+            for target in targets:
+                _quietly(target.discard)
     print(f"{args.output}: {writer.rows} predictions", file=sys.stderr)
     if rejected_writer is not None:
         print(f"{rejected}: {rejected_writer.rows} rejected rows", file=sys.stderr)
     return 0
+
+
+def _quietly(step: Any) -> None:
+    with contextlib.suppress(Exception):  # cleaning up after a failure already reported
+        step()
 
 
 class _Stop(Exception):
@@ -163,19 +191,23 @@ def scored_chunks(scorer: Any, chunks: Iterator[Any], workers: int) -> Iterator[
             yield scorer.score(chunk)
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     global _SCORER
     _SCORER = scorer
-    # Forked before the input is opened (no reader threads yet), after the model was loaded and
-    # checked once: the workers share its memory, as gunicorn's preloaded workers do.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    # Forked (all at once, at the first submit) before the input is opened, after the model was
+    # loaded and checked once: the workers share its memory, as gunicorn's preloaded workers do.
+    # An executor, not a Pool: a worker killed (the container's memory limit) breaks it with an
+    # error, where a Pool would wait for the lost chunk for ever.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(int).result()
         pending: deque[Any] = deque()
         for chunk in chunks:
-            pending.append(pool.apply_async(_score, (chunk,)))
+            pending.append(pool.submit(_score, chunk))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
 
 
 # ---- where the output goes
@@ -188,6 +220,7 @@ class _Target:
         import fsspec
 
         self.url = url
+        self.complete = False  # its writer closed: the whole file is there
         self.fs, self.path = fsspec.core.url_to_fs(url)
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
         if self.local:
@@ -201,11 +234,12 @@ class _Target:
             os.replace(self.partial, self.path)
 
     def discard(self) -> None:
-        try:
-            if self.fs.exists(self.partial if self.local else self.path):
-                self.fs.rm(self.partial if self.local else self.path)
-        except OSError:
-            pass
+        """After a failure: the partial file (local), or the object once its upload completed
+        (remote; an abandoned upload never became one)."""
+        if self.local and os.path.exists(self.partial):
+            os.remove(self.partial)
+        elif not self.local and self.complete:
+            self.fs.rm(self.path)
 
 
 def _stem(url: str) -> str:

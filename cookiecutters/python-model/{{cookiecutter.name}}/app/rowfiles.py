@@ -1,6 +1,6 @@
 """Files of rows, read and written a chunk at a time: CSV, JSON lines, Parquet (and a whole JSON document).
 
-Paths are local or any URL fsspec opens (``file://``, ``https://``, ``s3://`` with s3fs).
+Paths are local or any URL fsspec opens (``file://``, ``s3://`` with s3fs; ``https://`` to read).
 Readers yield ``Chunk``s (the raw rows of one chunk and the file-wide number of its first row);
 nothing converts a value here: ``app.scoring`` checks them as the service checks a request.
 CSV is read by pyarrow with every column as text, so the service's own cell rules decide what
@@ -49,7 +49,10 @@ def format_of(path: str, given: str | None = None) -> str:
         return JSON_DOCUMENT
     if suffix not in SUFFIXES:
         allowed = ", ".join([*SUFFIXES, ".json"])
-        raise RowFileError(f"{path}: cannot tell the format from the name (allowed suffixes: {allowed}; or --format)")
+        raise RowFileError(
+            f"{path}: cannot tell the format from the name (allowed suffixes: {allowed}; "
+            "or --input-format/--output-format)"
+        )
     return SUFFIXES[suffix]
 
 
@@ -86,18 +89,20 @@ def _csv_chunks(path: str, rows: int) -> Iterator[Chunk]:
             bad.append(row)
             return "error"
 
-        # Every column as text: the service's rules read the cells, not pyarrow's type inference.
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=broken),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
         try:
+            # Every column as text: the service's rules read the cells, not pyarrow's type inference.
+            # One reader thread: pyarrow numbers the lines it hands the handler only then. Opening
+            # reads the first block already, so a broken line there is found here too.
+            reader = pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=broken),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(header, pa.string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
             for batch in reader:
                 for offset in range(0, batch.num_rows, rows):
                     part = batch.slice(offset, rows)
@@ -117,7 +122,10 @@ def _csv_header(source: Any) -> list[str]:
     import csv
     import io
 
-    first = source.readline().decode("utf-8-sig")
+    try:
+        first = source.readline().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise RowFileError(f"the header row is not UTF-8: {err}") from None
     names = next(csv.reader(io.StringIO(first)), [])
     if not names:
         raise RowFileError("empty file: a CSV needs a header row")
@@ -185,7 +193,7 @@ class RowWriter:
             self._writer.write_table(table)
         else:
             self._file.write(
-                "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist()).encode("utf-8")
+                "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in table.to_pylist()).encode()
             )
         self.rows += table.num_rows
 
@@ -201,7 +209,7 @@ class RowWriter:
             if self._writer is not None:
                 self._writer.close()
         finally:
-            self._file.close()
+            _discard(self._file)
 
 
 class RejectedWriter:
@@ -220,4 +228,16 @@ class RejectedWriter:
     def close(self) -> None:
         self._file.close()
 
-    abandon = close
+    def abandon(self) -> None:
+        _discard(self._file)
+
+
+def _discard(file: Any) -> None:
+    """Close without publishing: an object store's buffered file drops its upload (s3fs aborts the
+    multipart upload, so an earlier object at that URL stays as it was); a local file is closed
+    (its partial name is removed by the caller)."""
+    discard = getattr(file, "discard", None)
+    if discard is not None:
+        discard()
+    else:
+        file.close()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from app.payload import BadRequest, InputSchema
+from app.payload import BadRequest, InputSchema, _no_duplicate_keys
 from app.predict import Predictor
 from app.rowfiles import Chunk, raw_row
 
@@ -117,22 +117,29 @@ class ChunkScorer:
 
             return len(lines), check
         table = schema.from_json(chunk.data)  # a whole JSON document: all its rows pass, or it fails
-        n = len(table) if not isinstance(table, dict) else len(next(iter(table.values())))
-        return n, lambda rows: (table, {})
+        return _row_count(table), lambda rows: (table, {})
 
     def _json_lines(self, lines: list[bytes]) -> tuple[Any, dict[str, Any]]:
         if not self.keep:
+            # The lines as one JSON array: one parse. Trusted only when every line gave one row (a
+            # line holding `{...},{...}` would shift every row after it); any refusal is found
+            # again line by line below, so the row it names is the line's.
             try:
-                return self.schema.from_json(b"[" + b",".join(lines) + b"]"), {}
-            except BadRequest as err:
-                if err.row is not None or not err.message.startswith("body is not valid JSON"):
-                    raise
+                table = self.schema.from_json(b"[" + b",".join(lines) + b"]")
+            except BadRequest:
+                pass
+            else:
+                if _row_count(table) == len(lines):
+                    return table, {}
         records = []
         for i, line in enumerate(lines):  # one at a time: to name the line that is not JSON
             try:
-                records.append(json.loads(line))
-            except ValueError as err:
-                raise BadRequest(f"row {i}: not valid JSON: {err}", row=i) from None
+                records.append(json.loads(line, object_pairs_hook=_no_duplicate_keys))
+            except BadRequest as err:
+                raise BadRequest(f"row {i}: {err.message}", column=err.column, row=i) from None
+            except (ValueError, RecursionError) as err:
+                reason = "nested too deeply" if isinstance(err, RecursionError) else err
+                raise BadRequest(f"row {i}: not valid JSON: {reason}", row=i) from None
         inputs = frozenset(self.schema.names)
         kept = {
             k: [(r.get if k in inputs else r.pop)(k, None) if isinstance(r, dict) else None for r in records]
@@ -167,7 +174,9 @@ class ChunkScorer:
         try:
             columns = self.predictor.columns(table)
         except (ValueError, TypeError) as err:  # rows that passed the checks, refused by the pipeline (a 422)
-            if len(rows) == 1 or on_error == FAIL:
+            # Halved down to the row the pipeline refuses, in either mode, so the message names it
+            # (a whole JSON document is one request: scored, or refused, as one).
+            if len(rows) == 1 or chunk.kind == "document":
                 first = chunk.start + int(rows[0])
                 where = f"row {first}" if len(rows) == 1 else f"rows {first}-{chunk.start + int(rows[-1])}"
                 message = f"{where}: the model could not score {'this row' if len(rows) == 1 else 'these rows'}: {err}"
@@ -191,6 +200,10 @@ class ChunkScorer:
 
     def _rejected(self, chunk: Chunk, index: int, column: str | None, reason: str) -> Rejected:
         return Rejected(chunk.start + index, column, reason, raw_row(chunk, index))
+
+
+def _row_count(table: Any) -> int:
+    return len(table) if not isinstance(table, dict) else len(next(iter(table.values())))
 
 
 def _values(column: pa.Array, cells: bool) -> list[Any]:

@@ -267,21 +267,22 @@ def score_batches(
 
     scorer = worker_scorer(keep, on_error, traced)
     for batch in batches:
+        ids = batch.column(ROW_ID).to_pylist()  # a rejected row's id, by its index in the batch
         if fmt == "jsonl":  # the texts, as the batch job reads them
             chunk = Chunk(0, "lines", [v.encode("utf-8") for v in batch.column("_line").to_pylist()])
-            chunk = _with_row_ids(chunk, batch.column(ROW_ID).to_pylist())
+            chunk = _with_row_ids(chunk, ids)
         elif fmt == "csv":
             chunk = Chunk(0, "cells", _csv_cells(batch, header))
         else:
             chunk = Chunk(0, "values", batch)
         scored = scorer.score(chunk)
         if scored.failure is not None:
-            raise ValueError(_located(scored.failure, chunk))
+            raise ValueError(_by_row_id(scored.failure, ids[scored.failure.row]))
         parts = []
         if scored.table is not None:
             parts.append(scored.table)
         if scored.rejected:
-            parts.append(pa.Table.from_pylist([_rejection(r, chunk) for r in scored.rejected]))
+            parts.append(pa.Table.from_pylist([_rejection(r, ids[r.row]) for r in scored.rejected]))
         for part in parts:  # scored rows and rejected ones, each with the other's columns null
             columns = {n: part.column(n) if n in part.column_names else pa.nulls(part.num_rows) for n in schema.names}
             yield from pa.table(columns).cast(schema).to_batches()
@@ -320,31 +321,26 @@ def _with_row_ids(chunk: Any, ids: list[int]) -> Any:
     lines = []
     for line, row_id in zip(chunk.data, ids, strict=True):
         text = line.strip()
-        lines.append(text[:-1] + f',"{ROW_ID}":{row_id}}}'.encode() if text.endswith(b"}") else text)
+        if text.startswith(b"{") and text.endswith(b"}"):
+            inner = text[1:-1].strip()  # an empty object takes the key without a comma before it
+            text = b"{" + inner + (b"," if inner else b"") + f'"{ROW_ID}":{row_id}}}'.encode()
+        lines.append(text)
     return Chunk(0, "lines", lines)
 
 
-def _rejection(rejected: Any, chunk: Any) -> dict[str, Any]:
+def _rejection(rejected: Any, row_id: int) -> dict[str, Any]:
     values = dict(rejected.values) if isinstance(rejected.values, dict) else {"_line": rejected.values}
-    row_id = values.pop(ROW_ID, None)
-    reason = _by_row_id(rejected, row_id)
+    values.pop(ROW_ID, None)
     return {
         ROW_ID: row_id,
         "rejected_column": rejected.column,
-        "rejected_reason": reason,
+        "rejected_reason": _by_row_id(rejected, row_id),
         "rejected_values": json.dumps(values, default=str),
     }
 
 
-def _located(failure: Any, chunk: Any) -> str:
-    values = failure.values if isinstance(failure.values, dict) else {}
-    return _by_row_id(failure, values.get(ROW_ID))
-
-
-def _by_row_id(rejected: Any, row_id: int | None) -> str:
+def _by_row_id(rejected: Any, row_id: int) -> str:
     """The reason with the row named by its row_id: Spark has no file-wide row numbers, a batch's own mean nothing."""
-    if row_id is None:
-        return rejected.reason
     return rejected.reason.replace(f"row {rejected.row}:", f"row_id {row_id}:", 1)
 
 

@@ -81,6 +81,18 @@ give_up <- function(text) {
 write_lines <- function(lines, con) writeBin(charToRaw(paste0(paste(lines, collapse = "\n"), "\n")), con)
 write_lines(paste(c(csv_cells(predictor$header), "model_name", "model_version", "model_sha256"), collapse = ","), out)
 
+# JSON lines as one array: trusted when every line gave one row; else the first line that is not
+# one JSON value is refused by its row (a line `{...},{...}` would shift every row after it).
+one_per_line <- function(lines) {
+  values <- schema$from_json(body(lines))
+  if (length(values) > 0 && length(values[[1]]) != length(lines)) {
+    k <- which(!vapply(lines, function(l) isTRUE(jsonlite::validate(l)), logical(1), USE.NAMES = FALSE))[1]
+    if (is.na(k)) k <- 1L
+    stop(bad_request(sprintf("row %d: a JSON lines row is one JSON value on one line", k - 1L), row = k - 1L))
+  }
+  values
+}
+
 # One chunk: `body(lines)` is what the service would be sent for these rows; `values(k)` row k as it came.
 # A bad row is named by its number over the file (first + its index); with skip it is set aside
 # and the rest checked again.
@@ -90,7 +102,7 @@ score_chunk <- function(lines, first, body, values) {
   rows <- seq_along(lines)
   while (length(rows) > 0) {
     outcome <- tryCatch(
-      list(values = if (format == "csv") schema$from_csv(body(lines[rows])) else schema$from_json(body(lines[rows]))),
+      list(values = if (format == "csv") schema$from_csv(body(lines[rows])) else one_per_line(lines[rows])),
       bad_request = function(err) list(error = err)
     )
     if (is.null(outcome$error)) break
@@ -111,6 +123,15 @@ score_chunk <- function(lines, first, body, values) {
   scored <<- scored + predictions$n
 }
 
+# Physical lines joined into rows: a line with an odd number of quotes opens (or closes) a cell
+# that goes on to the next line.
+one_per_row <- function(lines) {
+  odd <- lengths(regmatches(lines, gregexpr('"', lines))) %% 2 == 1
+  if (!any(odd)) return(lines)
+  row <- cumsum(c(TRUE, !(cumsum(odd) %% 2 == 1)[-length(lines)]))
+  vapply(split(lines, row), paste, character(1), collapse = "\n", USE.NAMES = FALSE)
+}
+
 started <- Sys.time()
 logged <- started
 progress <- function() {
@@ -122,6 +143,9 @@ progress <- function() {
   }
 }
 
+# Anything else that stops the run (the model refusing rows, an unreadable file) is one line,
+# and the partial files go, as for a bad row.
+tryCatch({
 if (format == "json") {
   body <- readBin(input, "raw", file.size(input))
   outcome <- tryCatch(schema$from_json(body), bad_request = function(err) give_up(err$message))
@@ -147,20 +171,24 @@ if (format == "json") {
   first <- 0L
   repeat {
     lines <- readLines(con, n = chunk_rows, warn = FALSE, encoding = "UTF-8")
-    # A quoted CSV cell may hold a line break: read on until the chunk ends between rows.
-    while (format == "csv" && length(lines) > 0 && sum(lengths(regmatches(lines, gregexpr('"', lines)))) %% 2 == 1) {
+    if (length(lines) == 0) break  # the end of the file (a chunk of blank lines is not)
+    # A quoted CSV cell may hold a line break: read on until the chunk ends between rows, and
+    # make each row one element, so rows are counted and named as the check counts them.
+    while (format == "csv" && sum(lengths(regmatches(lines, gregexpr('"', lines)))) %% 2 == 1) {
       more <- readLines(con, n = 1L, warn = FALSE, encoding = "UTF-8")
       if (length(more) == 0) break
-      lines[length(lines)] <- paste(lines[length(lines)], more, sep = "\n")
+      lines <- c(lines, more)
     }
+    if (format == "csv") lines <- one_per_row(lines)
     lines <- lines[nzchar(trimws(lines))]
-    if (length(lines) == 0) break
+    if (length(lines) == 0) next
     score_chunk(lines, first, body, values)
     first <- first + length(lines)
     progress()
   }
   close(con)
 }
+}, error = function(err) give_up(conditionMessage(err)))
 
 close(out)
 file.rename(partial(output), output)
