@@ -99,3 +99,37 @@ def test_r_batch_fails_on_a_bad_row_or_sets_it_aside(r_project, r_model_path, ro
 
     done = r_batch(r_project, r_model_path, tmp_path / "rows.parquet", tmp_path / "x.csv")
     assert done.returncode == 2 and "Parquet needs R's arrow package" in done.stderr
+
+
+def test_r_batch_names_rows_as_the_file_counts_them(r_project, r_model_path, rows, tmp_path):  # noqa: F811
+    frame = pd.read_csv(rows / "rows.csv", dtype=str, keep_default_na=False, nrows=40)
+    # A sex cell quoted over two lines, blank lines making a whole chunk of their own, and a
+    # bad row after them: it is named by its row over the file.
+    text = frame.to_csv(index=False).splitlines()
+    header, body = text[0], text[1:]
+    quoted = next(i for i in range(3, 15) if frame.loc[i, "sex"])
+    body[quoted] = body[quoted].replace(",male,", ',"ma\nle",').replace(",female,", ',"fe\nmale",')
+    assert "\n" in body[quoted]
+    body[30] = body[30].rsplit(",", 1)[0] + ",late"
+    (tmp_path / "in.csv").write_text("\n".join([header, *body[:20], "", "", "", *body[20:]]) + "\n")
+    out = tmp_path / "out" / "scores.csv"
+    out.parent.mkdir()
+    done = r_batch(r_project, r_model_path, tmp_path / "in.csv", out, "--chunk-rows", "3", "--on-error", "skip")
+    assert done.returncode == 0, done.stderr
+    rejected = [json.loads(line) for line in (out.parent / "scores.rejected.jsonl").read_text().splitlines()]
+    # Row 30's year is not a number, named as the file counts rows (the quoted row is one row,
+    # the blank lines none); the quoted row is refused as a whole row, or scored.
+    assert rejected[-1]["row"] == 30 and rejected[-1]["column"] == "year", rejected
+    assert [r["row"] for r in rejected[:-1]] in ([], [quoted]), rejected
+    assert len(pd.read_csv(out)) == 40 - len(rejected)
+
+    # JSON lines: a line holding two records is refused by its own row number.
+    typed = pd.read_csv(rows / "rows.csv", nrows=10)
+    records = [json.dumps(r) for r in typed.astype(object).where(typed.notna(), None).to_dict("records")]
+    records[3] = records[3] + "," + records[4]
+    (tmp_path / "in.jsonl").write_text("\n".join(records) + "\n")
+    done = r_batch(r_project, r_model_path, tmp_path / "in.jsonl", out, "--on-error", "skip")
+    assert done.returncode == 0, done.stderr
+    (rejected,) = [json.loads(line) for line in (out.parent / "scores.rejected.jsonl").read_text().splitlines()]
+    assert rejected["row"] == 3 and "one JSON value on one line" in rejected["reason"], rejected
+    assert len(pd.read_csv(out)) == 9
