@@ -104,6 +104,12 @@ def convert(
     except Exception as err:  # skl2onnx reports a missing converter or shape calculator in its own words
         raise Unconvertible(f"skl2onnx could not convert it: {type(err).__name__}: {_first_line(err)}") from err
     graph = _rewritten(_cast_outputs(graph), cast_trees=cast_trees)
+    # skl2onnx lists the opsets in a set's order, which changes with the process's hash seed: the
+    # same model must convert to the same bytes (the registry refuses other bytes for a version).
+    opsets = sorted(((o.domain, o.version) for o in graph.opset_import))
+    del graph.opset_import[:]
+    for domain, version in opsets:
+        graph.opset_import.add(domain=domain, version=version)
     return graph.SerializeToString(), _output_name(graph, output_type)
 
 
