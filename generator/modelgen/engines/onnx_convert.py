@@ -106,7 +106,7 @@ def convert(
     graph = _rewritten(_cast_outputs(graph), cast_trees=cast_trees)
     # skl2onnx lists the opsets in a set's order, which changes with the process's hash seed: the
     # same model must convert to the same bytes (the registry refuses other bytes for a version).
-    opsets = sorted(((o.domain, o.version) for o in graph.opset_import))
+    opsets = sorted((o.domain, o.version) for o in graph.opset_import)
     del graph.opset_import[:]
     for domain, version in opsets:
         graph.opset_import.add(domain=domain, version=version)

@@ -199,7 +199,8 @@ def scored_chunks(scorer: Any, chunks: Iterator[Any], workers: int) -> Iterator[
     # loaded and checked once: the workers share its memory, as gunicorn's preloaded workers do.
     # An executor, not a Pool: a worker killed (the container's memory limit) breaks it with an
     # error, where a Pool would wait for the lost chunk for ever.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
         pool.submit(int).result()
         pending: deque[Any] = deque()
         for chunk in chunks:
@@ -208,6 +209,9 @@ def scored_chunks(scorer: Any, chunks: Iterator[Any], workers: int) -> Iterator[
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        # A run stopped early (a bad row, an error) does not score the chunks still queued.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---- where the output goes

@@ -122,12 +122,14 @@ class ChunkScorer:
     def _json_lines(self, lines: list[bytes]) -> tuple[Any, dict[str, Any]]:
         if not self.keep:
             # The lines as one JSON array: one parse. Trusted only when every line gave one row (a
-            # line holding `{...},{...}` would shift every row after it); any refusal is found
-            # again line by line below, so the row it names is the line's.
+            # line holding `{...},{...}` would shift every row after it, and the row named with it);
+            # otherwise, or for a line that is not JSON, the lines are read one by one below.
+            joined = b"[" + b",".join(lines) + b"]"
             try:
-                table = self.schema.from_json(b"[" + b",".join(lines) + b"]")
-            except BadRequest:
-                pass
+                table = self.schema.from_json(joined)
+            except BadRequest as err:
+                if err.row is not None and _values_in(joined) == len(lines):
+                    raise
             else:
                 if _row_count(table) == len(lines):
                     return table, {}
@@ -200,6 +202,15 @@ class ChunkScorer:
 
     def _rejected(self, chunk: Chunk, index: int, column: str | None, reason: str) -> Rejected:
         return Rejected(chunk.start + index, column, reason, raw_row(chunk, index))
+
+
+def _values_in(array: bytes) -> int:
+    """How many values a JSON array holds (-1: it is not one), without any check of them."""
+    try:
+        values = json.loads(array)
+    except (ValueError, RecursionError):
+        return -1
+    return len(values) if isinstance(values, list) else -1
 
 
 def _row_count(table: Any) -> int:
