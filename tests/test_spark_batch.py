@@ -109,3 +109,17 @@ def test_a_bad_row_fails_the_spark_job_naming_it_and_leaves_no_output(penguins_p
     assert done.returncode == 2, done.stderr[-3000:]
     assert re.search(r"bad\.csv: column 'year', row_id \d+: 'late' is not an integer$", done.stderr.strip(), re.M)
     assert not list(tmp_path.rglob("*.parquet")) and not (out / "_SUCCESS").exists()
+
+
+def test_skip_mode_writes_neither_output_when_one_of_them_exists(penguins_project, model, rows, tmp_path):
+    # The rejected rows' folder is left from an earlier run: the predictions are not written
+    # before the second write would fail.
+    (tmp_path / "scores_rejected").mkdir()
+    (tmp_path / "scores_rejected" / "part-0.parquet").write_bytes(b"earlier")
+    out = tmp_path / "scores"
+    done = run(penguins_project, model, "app.spark_job", rows / "head.csv", out, "--master", "local[1]",
+               "--on-error", "skip")  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().endswith(f"{out}_rejected exists already: give another output, or --mode overwrite")
+    assert not out.exists()
+    assert (tmp_path / "scores_rejected" / "part-0.parquet").read_bytes() == b"earlier"

@@ -110,6 +110,13 @@ def score(spark: Any, args: argparse.Namespace, fmt: str, contract: dict[str, An
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import LongType, StringType, StructField
 
+    rejected_path = args.rejected or f"{args.output.rstrip('/')}_rejected"
+    if args.mode == "error":
+        # Both outputs checked before either is written: skip mode writes them one after the other.
+        for path in [args.output, *([rejected_path] if args.on_error == "skip" else [])]:
+            if _exists(spark, path):
+                print(f"{path} exists already: give another output, or --mode overwrite", file=sys.stderr)
+                raise SystemExit(2)
     frame, header = read(spark, args.input, fmt)
     frame = frame.withColumn(ROW_ID, F.monotonically_increasing_id())
     if fmt == "parquet":
@@ -157,7 +164,7 @@ def score(spark: Any, args: argparse.Namespace, fmt: str, contract: dict[str, An
         F.col("rejected_reason").alias("reason"),
         F.col("rejected_values").alias("values"),
     )
-    rejected.write.mode(args.mode).parquet(args.rejected or f"{args.output.rstrip('/')}_rejected")
+    rejected.write.mode(args.mode).parquet(rejected_path)
     scored.unpersist()
 
 
@@ -182,6 +189,13 @@ def read(spark: Any, path: str, fmt: str) -> tuple[Any, list[str] | None]:
     header = next(csv.reader([first.removeprefix("\ufeff")]))
     # Each file's header line is the first file's: none of them is a row.
     return lines.where(F.col("value") != first).withColumnRenamed("value", "_csv"), header
+
+
+def _exists(spark: Any, path: str) -> bool:
+    """Whether ``path`` exists, asked of Hadoop's file systems (s3a://, hdfs://, local) by the driver."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    location = jvm.org.apache.hadoop.fs.Path(path)
+    return bool(location.getFileSystem(conf).exists(location))
 
 
 def _first_line(spark: Any, path: str) -> str | None:
