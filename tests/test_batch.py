@@ -258,3 +258,21 @@ def test_a_broken_file_or_a_line_of_two_rows_is_one_line_and_leaves_nothing(
     (rejected,) = [json.loads(line) for line in (out.parent / "scores.rejected.jsonl").read_text().splitlines()]
     assert rejected["row"] == 7 and "not valid JSON" in rejected["reason"], rejected
     assert len(pd.read_csv(out)) == 199
+
+
+def test_kept_json_values_are_text_whatever_each_chunk_holds(penguins_project, penguins_python, model, files, tmp_path):
+    typed = pd.read_csv(files / "small.csv", nrows=30)
+    records = typed.astype(object).where(typed.notna(), None).to_dict("records")
+    # customer: nulls for the first chunk, then numbers, a string, an object: one text column.
+    ids: list = [None] * 10 + list(range(10, 25)) + ["c-25", {"crm": 26}, True, 28.5, None]
+    for record, customer in zip(records, ids, strict=True):
+        record["customer"] = customer
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "scores.parquet"
+    code, said, _ = batch(
+        penguins_python, penguins_project, model, tmp_path / "rows.jsonl", out, "--keep", "customer",
+        "--chunk-rows", "10",
+    )  # fmt: skip
+    assert code == 0, said
+    kept = pq.read_table(out).column("customer").to_pylist()
+    assert kept == [None] * 10 + [str(i) for i in range(10, 25)] + ["c-25", '{"crm": 26}', "true", "28.5", None]

@@ -144,7 +144,7 @@ class ChunkScorer:
                 raise BadRequest(f"row {i}: not valid JSON: {reason}", row=i) from None
         inputs = frozenset(self.schema.names)
         kept = {
-            k: [(r.get if k in inputs else r.pop)(k, None) if isinstance(r, dict) else None for r in records]
+            k: _as_text([(r.get if k in inputs else r.pop)(k, None) if isinstance(r, dict) else None for r in records])
             for k in self.keep
         }
         return self.schema.from_json(json.dumps(records).encode("utf-8")), kept
@@ -202,6 +202,12 @@ class ChunkScorer:
 
     def _rejected(self, chunk: Chunk, index: int, column: str | None, reason: str) -> Rejected:
         return Rejected(chunk.start + index, column, reason, raw_row(chunk, index))
+
+
+def _as_text(values: list[Any]) -> pa.Array:
+    """Kept JSON values as text, as a CSV's cells are: one column type for the whole file, whatever
+    each chunk holds (a chunk of nulls, a number here and a string there, an object)."""
+    return pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string())
 
 
 def _values_in(array: bytes) -> int:
