@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{contract['name']}: {err}", file=sys.stderr)
         return 3
     schema = InputSchema(contract["columns"], contract["values"], frames=not getattr(model, "takes_columns", False))
-    sha256 = settings.onnx_sha256 if settings.engine == "onnx" else settings.model_sha256
+    sha256 = settings.scoring_sha256
     scorer = ChunkScorer(schema, predictor, trace(contract, sha256), tuple(args.keep), args.on_error)
     try:
         in_format = format_of(args.input, args.input_format)

@@ -33,6 +33,11 @@ class Settings:
     log_sample_rate: float
     log_max_bytes: int
 
+    @property
+    def scoring_sha256(self) -> str:
+        """The sha256 of the file that scores: the ONNX conversion on the ONNX engine, else the artifact."""
+        return self.onnx_sha256 if self.engine == "onnx" else self.model_sha256
+
 
 def load_contract() -> dict[str, Any]:
     return json.loads(CONTRACT_PATH.read_text("utf-8"))

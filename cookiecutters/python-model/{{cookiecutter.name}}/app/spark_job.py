@@ -134,7 +134,7 @@ def score(spark: Any, args: argparse.Namespace, fmt: str, contract: dict[str, An
     from app.settings import from_env
 
     settings = from_env()
-    traced = trace(contract, settings.onnx_sha256 if settings.engine == "onnx" else settings.model_sha256)
+    traced = trace(contract, settings.scoring_sha256)
     # By reference to the module, not by value from __main__ (which this file is when submitted):
     # a function pickled by value brings fresh globals into every task, and the model with them.
     job = importlib.import_module("app.spark_job")
@@ -251,7 +251,7 @@ def worker_scorer(keep: tuple[str, ...], on_error: str, traced: dict[str, str]) 
         contract = settings.contract
         model = load_engine(settings)
         schema = InputSchema(contract["columns"], contract["values"], frames=not getattr(model, "takes_columns", False))
-        sha256 = settings.onnx_sha256 if settings.engine == "onnx" else settings.model_sha256
+        sha256 = settings.scoring_sha256
         if trace(contract, sha256) != traced:
             raise RuntimeError(f"this executor's model is {trace(contract, sha256)}, the driver's {traced}")
         _SCORER = ChunkScorer(schema, predictor_for(model, contract["output"]), {}, keep, on_error)
