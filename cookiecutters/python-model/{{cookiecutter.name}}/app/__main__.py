@@ -14,13 +14,6 @@ import sys
 import tempfile
 
 
-def _one_thread_per_worker() -> None:
-    # One worker per CPU already uses every core; BLAS/OpenMP threads on top only contend.
-    # Must happen before numpy/xgboost are imported.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 def _multiprocess_metrics_dir() -> None:
     # prometheus_client reads this at import; each run starts from an empty folder.
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="metrics-")
@@ -47,7 +40,9 @@ def _monitor(settings):  # -> app.monitoring.Monitor | None
 
 
 def main() -> int:
-    _one_thread_per_worker()
+    from app.settings import one_thread_per_process
+
+    one_thread_per_process()
     _multiprocess_metrics_dir()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

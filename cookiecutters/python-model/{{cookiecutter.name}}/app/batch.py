@@ -32,13 +32,6 @@ LOG_EVERY_SECONDS = 10.0
 CHUNK_ROWS = 10_000
 
 
-def _one_thread_per_process() -> None:
-    # One worker per CPU already uses every core; BLAS/OpenMP threads on top only contend.
-    # Must happen before numpy, xgboost or onnxruntime are imported.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app.batch", description=__doc__.splitlines()[0])
     p.add_argument("input", help="rows to score: .csv (with header), .jsonl, .parquet or .json; a path or URL")
@@ -70,7 +63,9 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _one_thread_per_process()
+    from app.settings import one_thread_per_process
+
+    one_thread_per_process()
     args = parser().parse_args(argv)
 
     from app.model import ArtifactError, load_engine

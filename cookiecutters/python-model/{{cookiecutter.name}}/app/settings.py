@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def one_thread_per_process() -> None:
+    """BLAS and OpenMP on one thread: the server, the batch job and Spark already run a process
+    (or task) per CPU, and threads on top only contend. Before numpy, xgboost or onnxruntime load."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
 CONTRACT_PATH = Path(__file__).resolve().parent / "contract.json"
 
 

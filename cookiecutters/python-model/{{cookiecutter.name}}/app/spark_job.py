@@ -239,8 +239,9 @@ def worker_scorer(keep: tuple[str, ...], on_error: str, traced: dict[str, str]) 
     It must be the model the driver writes into the trace columns."""
     global _SCORER
     if _SCORER is None:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, "1")  # one Spark task per core already
+        from app.settings import one_thread_per_process
+
+        one_thread_per_process()  # one Spark task per core already
         from app.model import load_engine
         from app.payload import InputSchema
         from app.predict import predictor_for
