@@ -123,10 +123,12 @@ score_chunk <- function(lines, first, body, values) {
   scored <<- scored + predictions$n
 }
 
-# Physical lines joined into rows: a line with an odd number of quotes opens (or closes) a cell
-# that goes on to the next line.
-one_per_row <- function(lines) {
-  odd <- lengths(regmatches(lines, gregexpr('"', lines))) %% 2 == 1
+# Whether each line holds an odd number of quotes: such a line opens (or closes) a cell that
+# goes on to the next line.
+odd_quotes <- function(lines) lengths(regmatches(lines, gregexpr('"', lines))) %% 2 == 1
+
+# Physical lines joined into rows, by their quote parities (`odd`).
+one_per_row <- function(lines, odd) {
   if (!any(odd)) return(lines)
   row <- cumsum(c(TRUE, !(cumsum(odd) %% 2 == 1)[-length(lines)]))
   vapply(split(lines, row), paste, character(1), collapse = "\n", USE.NAMES = FALSE)
@@ -174,12 +176,16 @@ if (format == "json") {
     if (length(lines) == 0) break  # the end of the file (a chunk of blank lines is not)
     # A quoted CSV cell may hold a line break: read on until the chunk ends between rows, and
     # make each row one element, so rows are counted and named as the check counts them.
-    while (format == "csv" && sum(lengths(regmatches(lines, gregexpr('"', lines)))) %% 2 == 1) {
-      more <- readLines(con, n = 1L, warn = FALSE, encoding = "UTF-8")
-      if (length(more) == 0) break
-      lines <- c(lines, more)
+    if (format == "csv") {
+      odd <- odd_quotes(lines)
+      while (sum(odd) %% 2 == 1) {
+        more <- readLines(con, n = 1L, warn = FALSE, encoding = "UTF-8")
+        if (length(more) == 0) break
+        lines <- c(lines, more)
+        odd <- c(odd, odd_quotes(more))
+      }
+      lines <- one_per_row(lines, odd)
     }
-    if (format == "csv") lines <- one_per_row(lines)
     lines <- lines[nzchar(trimws(lines))]
     if (length(lines) == 0) next
     score_chunk(lines, first, body, values)
