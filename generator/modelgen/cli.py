@@ -636,7 +636,7 @@ def parser() -> argparse.ArgumentParser:
         choices=["local", "job", "spark"],
         default="local",
         help="local: the project's batch entry point here; job: a Kubernetes Job of the model's image; "
-        "spark: the project's SparkApplication (Python models; R models have no Spark job)",
+        "spark: the project's SparkApplication (job and spark: Python models; an R model's batch job runs here)",
     )
     bt.add_argument("--env", help="the environment whose namespace and resources a Job uses (default: the first)")
     bt.add_argument("--namespace", help="instead of the environment's namespace")

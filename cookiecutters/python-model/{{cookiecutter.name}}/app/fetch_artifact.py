@@ -56,12 +56,9 @@ def fetch(uri: str, sha256: str, target: Path, username: str = "", password: str
             shutil.copyfile(unquote(parsed.path), partial)
         else:
             _download(uri, partial, username, password, deadline or float(POLICY["deadlineSeconds"]))
-        digest = hashlib.sha256()
-        with partial.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != sha256.lower():
-            raise SystemExit(f"sha256 mismatch for {uri}: got {digest.hexdigest()}, expected {sha256}")
+        got = _sha256_of(partial)
+        if got != sha256.lower():
+            raise SystemExit(f"sha256 mismatch for {uri}: got {got}, expected {sha256}")
         _fsync(partial)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -236,8 +233,9 @@ def main() -> None:
         wanted.append(("ONNX_URI", "ONNX_SHA256", "ONNX_PATH"))
     cache = Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None
     if cache is not None:
-        for name in prune(cache, float(env.get("MODEL_CACHE_MAX_AGE_DAYS") or 30)):
-            print(f"pruned {cache / name} (unused for {env.get('MODEL_CACHE_MAX_AGE_DAYS') or 30} days)")
+        max_age = env.get("MODEL_CACHE_MAX_AGE_DAYS") or "30"
+        for name in prune(cache, float(max_age)):
+            print(f"pruned {cache / name} (unused for {max_age} days)")
     credentials = (env.get("REGISTRY_USERNAME", ""), env.get("REGISTRY_PASSWORD", ""))
     for uri, sha256, path in wanted:
         if cache is None:
